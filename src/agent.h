@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: ISC */
+/* The one internal header: shared structs, enums and prototypes by file. */
+
+#ifndef AGENT_H
+#define AGENT_H
+
+#include <sys/types.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#define AGENT_NAME "fsfreeze-agent"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#ifndef RUNSTATEDIR
+#define RUNSTATEDIR "/run"
+#endif
+
+#define PRINTFLIKE(n, m) __attribute__((format(printf, n, m)))
+#define NORETURN __attribute__((noreturn))
+
+#ifndef container_of
+#define container_of(p, type, member) \
+	((type *)(void *)((char *)(p)-offsetof(type, member)))
+#endif
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
+struct agent;
+struct conf;
+struct jval;
+struct request;
+
+/* xmalloc.c */
+/* All fatal on out of memory; xfree-style NULL tolerance is free()'s own. */
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xrealloc(void *, size_t);
+void *xreallocarray(void *, size_t, size_t);
+char *xstrdup(const char *);
+char *xstrndup(const char *, size_t);
+int xasprintf(char **, const char *, ...) PRINTFLIKE(2, 3);
+int xvasprintf(char **, const char *, va_list) PRINTFLIKE(2, 0);
+
+/* buf.c */
+/*
+ * A byte buffer with a hard cap: buf_add() past the cap fails with
+ * -ENOBUFS and leaves the buffer as it was. cap 0 means no cap (only for
+ * buffers whose growth is bounded elsewhere). Data lives in
+ * [data + off, data + len).
+ */
+struct buf {
+	char *data;
+	size_t off;
+	size_t len;
+	size_t size;
+	size_t cap;
+};
+void buf_init(struct buf *, size_t cap);
+void buf_free(struct buf *);
+void buf_reset(struct buf *);
+size_t buf_used(const struct buf *);
+const char *buf_head(const struct buf *);
+int buf_add(struct buf *, const void *, size_t);
+int buf_addc(struct buf *, char);
+int buf_adds(struct buf *, const char *);
+int buf_addf(struct buf *, const char *, ...) PRINTFLIKE(2, 3);
+void buf_consume(struct buf *, size_t);
+
+/* fdutil.c */
+int fd_set_nonblock(int);
+int fd_set_cloexec(int);
+/* Closes fd if >= 0, keeps errno, returns -1 for "fd = safe_close(fd)". */
+int safe_close(int);
+/* Monotonic seconds, independent of libev's cached loop time. */
+double mono_now(void);
+
+/* log.c */
+/*
+ * Logging never blocks: syslog goes through our own non-blocking datagram
+ * socket to /dev/log (or $FSFREEZE_AGENT_LOG_SOCKET for tests), stderr (-v
+ * or no syslog) is written non-blocking, and whatever cannot go now waits
+ * in a preallocated ring that log_w flushes. While held (fs-freezing until
+ * the last FITHAW) nothing is sent; the release flushes in order with the
+ * original timestamps and says how many lines were dropped.
+ */
+#define LOG_TO_SYSLOG 0x1
+#define LOG_TO_STDERR 0x2
+void log_init(int to, int facility, int level);
+void log_set_level(int level);
+void log_set_facility(int facility);
+int log_get_level(void);
+/* Start the flush watchers; before it, lines wait in the ring. */
+void log_start(struct ev_loop *);
+void log_stop(void);
+/* Hold (1) or release (0) output; release flushes what was held. */
+void log_hold(int);
+/* Try to send everything queued now, without blocking. */
+void log_flush(void);
+/* Called by fatal()/fatalx() before exit: the emergency thaw. */
+void log_set_fatal_hook(void (*)(void));
+void log_warn(const char *, ...) PRINTFLIKE(1, 2);
+void log_warnr(int r, const char *, ...) PRINTFLIKE(2, 3);
+void log_warnx(const char *, ...) PRINTFLIKE(1, 2);
+void log_notice(const char *, ...) PRINTFLIKE(1, 2);
+void log_info(const char *, ...) PRINTFLIKE(1, 2);
+void log_debug(const char *, ...) PRINTFLIKE(1, 2);
+void log_errx(const char *, ...) PRINTFLIKE(1, 2);
+void fatal(const char *, ...) PRINTFLIKE(1, 2) NORETURN;
+void fatalx(const char *, ...) PRINTFLIKE(1, 2) NORETURN;
+
+/* conf.c */
+enum channel_method {
+	CHANNEL_VIRTIO_SERIAL,
+	CHANNEL_ISA_SERIAL,
+	CHANNEL_UNIX_LISTEN,
+	CHANNEL_VSOCK_LISTEN,
+	CHANNEL_METHOD_MAX
+};
+struct strlist {
+	char **v;
+	size_t n;
+};
+struct conf {
+	char *file;		/* the file it was read from, or NULL */
+	/* [agent] */
+	char *state_dir;
+	/* [channel] */
+	enum channel_method method;
+	char *path;		/* NULL: the method's default */
+	/* [hooks] */
+	struct strlist hook_dirs;
+	double hook_timeout;	/* seconds */
+	double hook_kill_grace; /* seconds between SIGTERM and SIGKILL */
+	/* [freeze] */
+	struct strlist include;
+	struct strlist exclude;
+	struct strlist exclude_type;
+	double max_frozen;	/* seconds, 0 = off */
+	/* [log] */
+	int facility;		/* LOG_DAEMON, ... */
+	int level;		/* LOG_INFO, ... */
+};
+const char *conf_method_name(enum channel_method);
+int conf_method_parse(const char *, enum channel_method *);
+const char *conf_default_path(enum channel_method);
+/* A conf with every built-in default. */
+struct conf *conf_new(void);
+/*
+ * Read file into a new conf. A missing file is not an error when
+ * !required (built-in defaults). Errors are printed as "FILE:LINE: reason"
+ * through log_errx and give -EINVAL (or -errno for an unreadable file).
+ */
+int conf_load(const char *file, int required, struct conf **);
+void conf_free(struct conf *);
+/* Parse "30s", "2m", "1h", "500ms", "10" (seconds); -EINVAL when bad. */
+int conf_parse_duration(const char *, double *);
+void strlist_add(struct strlist *, const char *);
+void strlist_clear(struct strlist *);
+
+/* json.c */
+/*
+ * A small JSON value tree for requests (never yajl_tree in the daemon).
+ * Numbers keep their token text, so ids are echoed exactly; integer
+ * members say whether the token is an int64 / uint64.
+ */
+enum jtype {
+	JV_NULL,
+	JV_BOOL,
+	JV_NUMBER,
+	JV_STRING,
+	JV_ARRAY,
+	JV_OBJECT,
+};
+#define JV_NUM_INT64 0x1	/* i is valid */
+#define JV_NUM_UINT64 0x2	/* u is valid */
+struct jval {
+	enum jtype type;
+	int b;
+	int numflags;
+	int64_t i;
+	uint64_t u;
+	double d;
+	char *s;		/* STRING: UTF-8 (may hold NUL); NUMBER: token */
+	size_t slen;
+	/* ARRAY, OBJECT: n members; keys[] only for OBJECT */
+	struct jval **v;
+	char **keys;
+	size_t *keylens;
+	size_t n;
+};
+void jval_free(struct jval *);
+/* Object member by exact key, or NULL. */
+struct jval *jval_get(const struct jval *, const char *key);
+/* Append v as QEMU writes it: ": " and ", " separators, ASCII only,
+ * upper-case \uXXXX escapes, numbers canonical (never inf/nan). */
+void json_put_val(struct buf *, const struct jval *);
+/* Append a string value in QEMU's escaping; invalid UTF-8 -> \uFFFD. */
+void json_put_str(struct buf *, const char *, size_t);
+void json_put_cstr(struct buf *, const char *);
+/* A deep copy. */
+struct jval *jval_dup(const struct jval *);
+
+/* proto.c */
+/*
+ * The streaming request parser: yajl_parse fed whatever bytes arrive.
+ * Each complete top-level JSON text becomes one proto_msg_fn call with
+ * the parsed value; each malformed message becomes exactly one call with
+ * v == NULL and desc set to qemu-ga's text for it ("JSON parse error,
+ * ..."), after which the parser resynchronises (protocol.md 6.1). A 0xFF
+ * or 0xFE byte silently drops any half-read message. Limits: message size
+ * and nesting depth. The callback owns v.
+ */
+typedef void proto_msg_fn(void *arg, struct jval *v, const char *desc);
+struct proto_limits {
+	size_t max_size;	/* bytes per message */
+	unsigned max_depth;	/* open { and [ */
+};
+#define PROTO_MAX_SIZE (64 * 1024)
+#define PROTO_MAX_DEPTH 32
+struct proto *proto_new(const struct proto_limits *, proto_msg_fn *, void *);
+void proto_free(struct proto *);
+void proto_feed(struct proto *, const void *, size_t);
+/* Drop any half-read message (new client, host hang-up). */
+void proto_reset(struct proto *);
+
+/* channel.c */
+/*
+ * The channel owns the fd. Bytes read go to ch_data_fn; ch_reset_fn fires
+ * when a new client or host session starts (the parser and the request
+ * queue begin afresh). Output goes through a capped queue and a write
+ * watcher; while output is over its high-water mark reading stops, so a
+ * host that never reads replies cannot grow our memory.
+ */
+typedef void ch_data_fn(void *arg, const char *, size_t);
+typedef void ch_reset_fn(void *arg);
+struct channel;
+struct channel *channel_new(struct ev_loop *, enum channel_method,
+    const char *path, ch_data_fn *, ch_reset_fn *, void *arg);
+/* Open (and for -listen methods, bind and listen). -errno on failure. */
+int channel_open(struct channel *);
+void channel_free(struct channel *);
+/* Queue a reply; dropped when no peer is connected. -ENOBUFS over cap. */
+int channel_write(struct channel *, const void *, size_t);
+/* Nonzero when output is over the high-water mark: stop executing. */
+int channel_congested(const struct channel *);
+/* Pause or resume reading (the request queue is full). */
+void channel_pause(struct channel *, int);
+/* Session counter: bumps on every reset, tags replies to a session. */
+unsigned long channel_session(const struct channel *);
+/* Called when the output queue drains below the low-water mark. */
+void channel_set_drain_cb(struct channel *, void (*)(void *));
+
+/* spawn.c */
+/*
+ * The only fork()s. spawn_hook: argv[0] absolute, stdin /dev/null, stdout
+ * and stderr into a new pipe whose read end (O_NONBLOCK, O_CLOEXEC) is
+ * returned in *outfd; own session and process group; every signal default
+ * and an empty mask; every other descriptor closed. spawn_worker: a child
+ * that runs fn(arg) and _exit()s with its return value (0..255), for the
+ * kernel calls that can block (syncfs, FIFREEZE). Both return the pid or
+ * -errno; the caller starts an ev_child for it before returning to the loop.
+ */
+pid_t spawn_hook(char *const argv[], char *const envp[], int *outfd);
+pid_t spawn_worker(int (*fn)(void *), void *arg);
+
+/* hook.c */
+enum hook_phase { HOOK_FREEZE, HOOK_THAW, HOOK_PHASE_MAX };
+const char *hook_phase_name(enum hook_phase);
+struct hook {
+	char *path;		/* absolute */
+	char *name;		/* base name: the sort key, byte order */
+};
+struct hook_skip {
+	char *path;
+	char *reason;
+	int refused;		/* a refused hook makes a freeze fail */
+};
+struct hook_set {
+	struct hook *v;
+	size_t n;
+	struct hook_skip *skip;
+	size_t nskip;
+	size_t nrefused;
+};
+/* Scan the directories into set (sorted by name); 0 or -errno. */
+int hook_scan(const struct strlist *dirs, struct hook_set *);
+/* Append one hook by path (state adoption); kept in the given order. */
+void hook_set_add(struct hook_set *, const char *path);
+void hook_set_clear(struct hook_set *);
+struct hook_outcome {
+	const char *name;	/* borrowed from the set */
+	const char *path;
+	enum hook_phase phase;
+	int spawn_err;		/* -errno when it could not be started */
+	int status;		/* wait status when it ran */
+	int timed_out;
+	double secs;
+	char *tail;		/* its last output lines, or NULL */
+};
+struct hook_phase_result {
+	enum hook_phase phase;
+	size_t ncompleted;	/* FREEZE: v[0, ncompleted) exited 0 */
+	size_t nfailed;
+	char *desc;		/* first failure for the host, or NULL */
+	struct hook_outcome *outcomes;
+	size_t noutcomes;
+};
+typedef void hook_done_fn(void *arg, const struct hook_phase_result *);
+struct hook_run;
+/*
+ * FREEZE runs set->v[0, count) ascending and stops at the first failure;
+ * THAW runs set->v[0, count) descending and runs all of them. why, when
+ * not NULL, says why a thaw is an undo (FSFREEZE_UNDO). done() fires later,
+ * never inside; the result is valid during the call only. The set must
+ * outlive the run.
+ */
+struct hook_run *hook_phase_start(struct ev_loop *, const struct hook_set *,
+    enum hook_phase, size_t count, const char *why, double timeout,
+    double grace, hook_done_fn *, void *);
+/* "exited 0", "failed with status 3", "killed by signal 9", ... */
+void hook_outcome_str(const struct hook_outcome *, char *, size_t);
+
+/* mounts.c */
+struct mount {
+	int id;
+	int parent;
+	unsigned int major;
+	unsigned int minor;
+	char *root;
+	char *point;		/* octal escapes decoded */
+	char *opts;
+	char *fstype;
+	char *source;
+	char *super_opts;
+	int readonly;
+};
+struct mount_table {
+	struct mount *v;
+	size_t n;
+};
+/* NULL path: /proc/self/mountinfo. 0 or -errno. */
+int mounts_read(const char *path, struct mount_table *);
+void mounts_free(struct mount_table *);
+
+/* freeze.c */
+enum target_state {
+	TARGET_PLANNED,
+	TARGET_FROZEN,
+	TARGET_UNSUPPORTED,	/* EOPNOTSUPP: skipped */
+	TARGET_BUSY,		/* EBUSY: someone else froze it */
+	TARGET_UNOPENED,	/* ENOENT, EACCES, ENXIO, EIO, over-mounted */
+	TARGET_FAILED,		/* any other errno: rolls back */
+	TARGET_THAWED,
+	TARGET_STATE_MAX
+};
+struct freeze_target {
+	char *point;
+	char *fstype;
+	char *source;
+	dev_t dev;
+	int mnt_id;
+	int fd;
+	unsigned int wave;	/* 0 freezes first */
+	enum target_state state;
+	int err;		/* errno of a skip or failure */
+	double secs;
+};
+struct plan_skip {
+	char *point;
+	char *fstype;
+	char *reason;
+};
+struct freeze_policy {
+	const struct strlist *include;
+	const struct strlist *exclude;
+	const struct strlist *exclude_type;
+	const struct strlist *list;	/* freeze-list mount points */
+	int has_list;
+};
+struct freeze_plan {
+	struct freeze_target *t;
+	size_t n;
+	struct plan_skip *skip;
+	size_t nskip;
+	unsigned int nwaves;
+	struct strlist unmatched;	/* freeze-list entries that matched none */
+	double t_frozen;	/* mono_now() at the first FIFREEZE */
+};
+/* Decide candidates from mountinfo fields alone: nothing is opened. */
+int freeze_plan_build(const struct mount_table *, const struct freeze_policy *,
+    struct freeze_plan **);
+/* Open and verify each target; unopenable ones are skipped. */
+int freeze_plan_open(struct freeze_plan *);
+void freeze_plan_free(struct freeze_plan *);
+/* r is 0, or -errno of the first target that failed (see freeze_failed). */
+typedef void freeze_done_fn(void *arg, int r);
+/* syncfs every target, then FIFREEZE wave by wave in workers; done later. */
+int freeze_start(struct ev_loop *, struct freeze_plan *, freeze_done_fn *,
+    void *);
+size_t freeze_count(const struct freeze_plan *);
+const struct freeze_target *freeze_failed(const struct freeze_plan *);
+/* FITHAW our frozen fds once each, last wave first; the number thawed. */
+size_t freeze_thaw(struct freeze_plan *);
+/* For fatal(): FITHAW whatever the plan holds frozen; no allocation. */
+void freeze_emergency_thaw(struct freeze_plan *);
+const char *target_state_name(enum target_state);
+
+/* fsm.c */
+enum fsm_state {
+	FSM_THAWED,
+	FSM_HOOKS_FREEZING,
+	FSM_FS_FREEZING,
+	FSM_FROZEN,
+	FSM_FS_THAWING,
+	FSM_HOOKS_THAWING,
+	FSM_STATE_MAX
+};
+#define FSM_BIT(s) (1U << (s))
+#define FSM_AT_REST (FSM_BIT(FSM_THAWED) | FSM_BIT(FSM_FROZEN))
+const char *fsm_state_name(enum fsm_state);
+
+/* cmd.c */
+/*
+ * Requests run strictly in order: one in flight, the rest wait in a FIFO.
+ * A handler either answers at once (cmd_reply_* before returning) or keeps
+ * the request and answers later; then the next request starts.
+ */
+struct request {
+	struct request *next;
+	struct jval *msg;	/* the whole request object */
+	struct jval *id;	/* borrowed from msg, or NULL */
+	struct jval *args;	/* borrowed from msg, or NULL */
+	const struct command *cmd;
+	unsigned long session;
+	double t_start;
+};
+typedef void cmd_exec_fn(struct agent *, struct request *);
+struct command {
+	const char *name;
+	cmd_exec_fn *exec;
+	unsigned int states;	/* FSM_BIT()s in which it may run */
+	int success_response;
+	/* argument spec: NULL-terminated */
+	const struct cmd_arg *args;
+};
+enum cmd_argtype { ARG_INT64, ARG_STRLIST };
+struct cmd_arg {
+	const char *name;
+	enum cmd_argtype type;
+	int optional;
+};
+extern const struct command *const cmd_table[];
+extern const size_t cmd_table_n;
+/* Take one parsed message (or a parse error) from the parser. */
+void cmd_input(struct agent *, struct jval *, const char *desc);
+/* The session changed: drop queued requests' replies. */
+void cmd_reset(struct agent *);
+void cmd_reply_return(struct agent *, struct request *, const char *json);
+void cmd_reply_error(struct agent *, struct request *, const char *klass,
+    const char *fmt, ...) PRINTFLIKE(4, 5);
+/* The request is answered; start the next one. */
+void cmd_done(struct agent *, struct request *);
+/* Run queued requests if the head is free. */
+void cmd_kick(struct agent *);
+void cmd_free_queue(struct agent *);
+
+/* cmd-basic.c */
+extern const struct command cmd_sync, cmd_sync_delimited, cmd_ping, cmd_info,
+    cmd_fsfreeze_status;
+/* cmd-fsfreeze.c */
+extern const struct command cmd_fsfreeze_freeze, cmd_fsfreeze_freeze_list,
+    cmd_fsfreeze_thaw;
+
+/* main.c and the agent */
+struct agent {
+	struct ev_loop *loop;
+	struct conf *conf;
+	const char *conf_file;
+	int conf_required;
+	struct channel *ch;
+	struct proto *proto;
+	/* the request FIFO: head is in flight when busy */
+	struct request *rq_head;
+	struct request **rq_tail;
+	size_t rq_len;
+	int rq_busy;
+	ev_idle kick_w;
+	enum fsm_state state;
+	void *fsm;		/* fsm.c's private state */
+	int quitting;
+};
+#define RQ_MAX 64		/* queued requests before reading pauses */
+
+#endif
