@@ -9,10 +9,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <ev.h>
 
 #define AGENT_NAME "fsfreeze-agent"
+#define REPORT_COMMAND "__io.github.fsfreeze-agent_report"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -411,6 +413,32 @@ size_t freeze_thaw(struct freeze_plan *);
 void freeze_emergency_thaw(struct freeze_plan *);
 const char *target_state_name(enum target_state);
 
+/* state.c */
+/*
+ * The state file in state_dir (a tmpfs) that outlives the agent: what we
+ * froze (mount point, device, mount id), when, the auto-thaw deadline and
+ * the hooks that completed freeze. Written before the first FIFREEZE and
+ * again once the freeze is done, removed after the last thaw hook.
+ */
+struct state_info {
+	time_t frozen_at;	/* wall clock */
+	time_t deadline;	/* wall clock; 0: no auto-thaw */
+	int complete;		/* 0: written before the freeze finished */
+};
+int state_write(const char *dir, const struct freeze_plan *,
+    const struct hook_set *, size_t nhooks, const struct state_info *);
+int state_remove(const char *dir);
+/* Create dir if missing (0700) and give its device. */
+int state_dir_dev(const char *dir, dev_t *);
+/*
+ * 0: no state file. 1: *planp holds the recorded targets as TARGET_FROZEN
+ * with fds opened where the mount point still is that device (others are
+ * TARGET_UNOPENED), hooks the recorded hooks. -errno on a bad file.
+ */
+int state_load(const char *dir, struct freeze_plan **, struct hook_set *,
+    struct state_info *);
+const char *state_path(const char *dir);
+
 /* fsm.c */
 enum fsm_state {
 	FSM_THAWED,
@@ -424,6 +452,23 @@ enum fsm_state {
 #define FSM_BIT(s) (1U << (s))
 #define FSM_AT_REST (FSM_BIT(FSM_THAWED) | FSM_BIT(FSM_FROZEN))
 const char *fsm_state_name(enum fsm_state);
+void fsm_init(struct agent *);
+void fsm_free(struct agent *);
+/* Adopt a state file left by an earlier agent: 0 none, 1 adopted, -errno. */
+int fsm_adopt(struct agent *);
+/* status: frozen from the first FIFREEZE until the last FITHAW. */
+int fsm_frozen(const struct agent *);
+/* Requests (the handlers answer rq when done). */
+void fsm_freeze(struct agent *, struct request *, const struct strlist *list,
+    int has_list);
+void fsm_thaw(struct agent *, struct request *);
+void fsm_report(struct agent *, struct buf *);
+/* SIGTERM/SIGINT: thaw what we froze, run the owed hooks, then ev_break. */
+void fsm_shutdown(struct agent *);
+/* --thaw: thaw what the state file records; the exit status. */
+int fsm_thaw_offline(struct conf *);
+/* --check: what a freeze would freeze and run; the exit status. */
+int fsm_check(struct conf *);
 
 /* cmd.c */
 /*
@@ -437,6 +482,7 @@ struct request {
 	struct jval *id;	/* borrowed from msg, or NULL */
 	struct jval *args;	/* borrowed from msg, or NULL */
 	const struct command *cmd;
+	char *parse_error;	/* the parser's desc for a malformed message */
 	unsigned long session;
 	double t_start;
 };
@@ -446,6 +492,7 @@ struct command {
 	cmd_exec_fn *exec;
 	unsigned int states;	/* FSM_BIT()s in which it may run */
 	int success_response;
+	int delimited;		/* reply preceded by 0xFF */
 	/* argument spec: NULL-terminated */
 	const struct cmd_arg *args;
 };
@@ -475,7 +522,7 @@ extern const struct command cmd_sync, cmd_sync_delimited, cmd_ping, cmd_info,
     cmd_fsfreeze_status;
 /* cmd-fsfreeze.c */
 extern const struct command cmd_fsfreeze_freeze, cmd_fsfreeze_freeze_list,
-    cmd_fsfreeze_thaw;
+    cmd_fsfreeze_thaw, cmd_report;
 
 /* main.c and the agent */
 struct agent {
@@ -490,11 +537,17 @@ struct agent {
 	struct request **rq_tail;
 	size_t rq_len;
 	int rq_busy;
-	ev_idle kick_w;
+	int rq_kicking;
+	struct request *rq_current;
 	enum fsm_state state;
 	void *fsm;		/* fsm.c's private state */
 	int quitting;
+	int reload;		/* SIGHUP seen; reload once thawed */
+	int verbose;
 };
+/* main.c */
+/* Apply a pending SIGHUP reload if the agent is thawed and idle. */
+void main_reload(struct agent *);
 #define RQ_MAX 64		/* queued requests before reading pauses */
 
 #endif

@@ -1,4 +1,285 @@
 /* SPDX-License-Identifier: ISC */
+/* Options, start-up order, signal watchers, the loop and the exit status. */
+
 #include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
 #include "agent.h"
-int main(void) { return 0; }
+
+#define DEFAULT_CONF SYSCONFDIR "/fsfreeze-agent.conf"
+
+enum { OPT_CHECK = 256, OPT_THAW };
+
+static const struct option longopts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "method", required_argument, NULL, 'm' },
+	{ "path", required_argument, NULL, 'p' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "check", no_argument, NULL, OPT_CHECK },
+	{ "thaw", no_argument, NULL, OPT_THAW },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: %s [-c FILE] [-m METHOD] [-p PATH] [-v] [-V] [-h]\n"
+	    "       %s [-c FILE] --check\n"
+	    "       %s [-c FILE] --thaw\n"
+	    "\n"
+	    "  -c, --config FILE   configuration file (default %s)\n"
+	    "  -m, --method NAME   virtio-serial, isa-serial, unix-listen or\n"
+	    "                      vsock-listen (default virtio-serial)\n"
+	    "  -p, --path PATH     device or socket path (vsock: CID:PORT)\n"
+	    "  -v, --verbose       log to stderr too, at debug level\n"
+	    "  -V, --version       print the version and exit\n"
+	    "  -h, --help          print this help and exit\n"
+	    "      --check         check the configuration, show what a "
+	    "freeze\n"
+	    "                      would freeze and run, and exit\n"
+	    "      --thaw          thaw what an agent left frozen (the state\n"
+	    "                      file) and run the owed thaw hooks, then "
+	    "exit\n",
+	    AGENT_NAME, AGENT_NAME, AGENT_NAME, DEFAULT_CONF);
+}
+
+static void
+main_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct agent *a = w->data;
+
+	(void)loop;
+	(void)revents;
+	switch (w->signum) {
+	case SIGTERM:
+	case SIGINT:
+		if (!a->quitting)
+			log_info("%s: shutting down",
+			    w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+		fsm_shutdown(a);
+		break;
+	case SIGHUP:
+		a->reload = 1;
+		main_reload(a);
+		break;
+	}
+}
+
+/* SIGHUP: reload once thawed; a bad file keeps the old configuration. */
+void
+main_reload(struct agent *a)
+{
+	struct conf *c;
+
+	if (!a->reload || a->state != FSM_THAWED || a->rq_busy)
+		return;
+	a->reload = 0;
+	if (conf_load(a->conf_file, a->conf_required, &c) < 0) {
+		log_warnx("reload: keeping the old configuration");
+		return;
+	}
+	/* The channel is open for good: method and path stay. */
+	c->method = a->conf->method;
+	free(c->path);
+	c->path = a->conf->path != NULL ? xstrdup(a->conf->path) : NULL;
+	conf_free(a->conf);
+	a->conf = c;
+	log_set_facility(c->facility);
+	log_set_level(a->verbose ? LOG_DEBUG : c->level);
+	log_info("reload: configuration read from %s",
+	    c->file != NULL ? c->file : "built-in defaults");
+}
+
+static void
+main_data_cb(void *arg, const char *p, size_t n)
+{
+	struct agent *a = arg;
+
+	proto_feed(a->proto, p, n);
+}
+
+static void
+main_reset_cb(void *arg)
+{
+	struct agent *a = arg;
+
+	proto_reset(a->proto);
+	cmd_reset(a);
+}
+
+static void
+main_drain_cb(void *arg)
+{
+	cmd_kick(arg);
+}
+
+static void
+main_msg_cb(void *arg, struct jval *v, const char *desc)
+{
+	cmd_input(arg, v, desc);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct agent agent, *a = &agent;
+	struct sigaction sa;
+	struct proto_limits lim = { PROTO_MAX_SIZE, PROTO_MAX_DEPTH };
+	ev_signal sigterm_w, sigint_w, sighup_w;
+	const char *method = NULL, *path = NULL;
+	enum channel_method m;
+	int ch, check = 0, thaw = 0, r;
+
+	memset(a, 0, sizeof *a);
+	a->conf_file = DEFAULT_CONF;
+	while (
+	    (ch = getopt_long(argc, argv, "c:m:p:vVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			a->conf_file = optarg;
+			a->conf_required = 1;
+			break;
+		case 'm':
+			method = optarg;
+			break;
+		case 'p':
+			path = optarg;
+			break;
+		case 'v':
+			a->verbose = 1;
+			break;
+		case 'V':
+			printf("%s %s\n", AGENT_NAME, PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case OPT_CHECK:
+			check = 1;
+			break;
+		case OPT_THAW:
+			thaw = 1;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", AGENT_NAME,
+		    argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	/* Before any descriptor exists: a write to a gone peer is EPIPE. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+
+	log_init(LOG_TO_STDERR | ((check || thaw) ? 0 : LOG_TO_SYSLOG),
+	    LOG_DAEMON, a->verbose ? LOG_DEBUG : LOG_INFO);
+	if (conf_load(a->conf_file, a->conf_required, &a->conf) < 0)
+		return 2;
+	if (method != NULL) {
+		if (conf_method_parse(method, &m) < 0) {
+			log_errx("unknown method '%s' (virtio-serial, "
+				 "isa-serial, unix-listen, vsock-listen)",
+			    method);
+			conf_free(a->conf);
+			return 2;
+		}
+		if (m != a->conf->method) {
+			free(a->conf->path);
+			a->conf->path = NULL;
+		}
+		a->conf->method = m;
+	}
+	if (path != NULL) {
+		free(a->conf->path);
+		a->conf->path = xstrdup(path);
+	}
+	log_set_facility(a->conf->facility);
+	log_set_level(a->verbose ? LOG_DEBUG : a->conf->level);
+	if (check) {
+		r = fsm_check(a->conf);
+		conf_free(a->conf);
+		return r;
+	}
+	if (thaw) {
+		r = fsm_thaw_offline(a->conf);
+		conf_free(a->conf);
+		return r;
+	}
+	/*
+	 * Under a service manager stderr is the journal, which also gets
+	 * syslog: keep stderr for -v and for a terminal.
+	 */
+	if (!a->verbose && !isatty(STDERR_FILENO))
+		log_init(LOG_TO_SYSLOG, a->conf->facility, a->conf->level);
+
+	a->loop = ev_default_loop(EVFLAG_AUTO);
+	a->rq_tail = &a->rq_head;
+	log_start(a->loop);
+	fsm_init(a);
+	a->proto = proto_new(&lim, main_msg_cb, a);
+	a->ch = channel_new(a->loop, a->conf->method,
+	    a->conf->path != NULL ? a->conf->path
+				  : conf_default_path(a->conf->method),
+	    main_data_cb, main_reset_cb, a);
+	channel_set_drain_cb(a->ch, main_drain_cb);
+
+	ev_signal_init(&sigterm_w, main_signal_cb, SIGTERM);
+	ev_signal_init(&sigint_w, main_signal_cb, SIGINT);
+	ev_signal_init(&sighup_w, main_signal_cb, SIGHUP);
+	sigterm_w.data = sigint_w.data = sighup_w.data = a;
+	ev_signal_start(a->loop, &sigterm_w);
+	ev_signal_start(a->loop, &sigint_w);
+	ev_signal_start(a->loop, &sighup_w);
+
+	/* A state file left by an earlier agent: it froze, we thaw. */
+	(void)fsm_adopt(a);
+
+	if ((r = channel_open(a->ch)) < 0) {
+		log_errx("cannot open %s channel '%s': %s",
+		    conf_method_name(a->conf->method),
+		    a->conf->path != NULL ? a->conf->path
+					  : conf_default_path(a->conf->method),
+		    strerror(-r));
+		/* Never exit frozen: thaw what we adopted first. */
+		fsm_shutdown(a);
+		ev_run(a->loop, 0);
+		r = 1;
+	} else {
+		log_info("%s %s: serving on %s '%s'", AGENT_NAME,
+		    PACKAGE_VERSION, conf_method_name(a->conf->method),
+		    a->conf->path != NULL ? a->conf->path
+					  : conf_default_path(a->conf->method));
+		ev_run(a->loop, 0);
+		log_info("exiting");
+		r = 0;
+	}
+
+	ev_signal_stop(a->loop, &sigterm_w);
+	ev_signal_stop(a->loop, &sigint_w);
+	ev_signal_stop(a->loop, &sighup_w);
+	channel_free(a->ch);
+	cmd_free_queue(a);
+	proto_free(a->proto);
+	fsm_free(a);
+	log_stop();
+	conf_free(a->conf);
+	ev_loop_destroy(a->loop);
+	return r;
+}
