@@ -208,7 +208,7 @@ cmd_reply_return(struct agent *a, struct request *rq, const char *json)
 	cmd_send(a, rq, &b);
 }
 
-static void
+static void PRINTFLIKE(4, 0)
 cmd_reply_verror(struct agent *a, struct request *rq, const char *klass,
     const char *fmt, va_list ap)
 {
