@@ -148,6 +148,8 @@ struct conf {
 	int facility;		/* LOG_DAEMON, ... */
 	int level;		/* LOG_INFO, ... */
 };
+/* The file read when conf_load() is given NULL. */
+#define CONF_FILE SYSCONFDIR "/" AGENT_NAME ".conf"
 const char *conf_method_name(enum channel_method);
 int conf_method_parse(const char *, enum channel_method *);
 const char *conf_default_path(enum channel_method);
@@ -162,6 +164,11 @@ int conf_load(const char *file, int required, struct conf **);
 void conf_free(struct conf *);
 /* Parse "30s", "2m", "1h", "500ms", "10" (seconds); -EINVAL when bad. */
 int conf_parse_duration(const char *, double *);
+/* "CID:PORT" in decimal as qemu-ga takes it; CID -1 is VMADDR_CID_ANY. */
+int conf_parse_vsock(const char *, uint32_t *cid, uint32_t *port);
+/* Append c in the file's syntax, every key (conf_load() reads it back). */
+void conf_print(const struct conf *, struct buf *);
+/* Appends a copy; v stays NULL-terminated. */
 void strlist_add(struct strlist *, const char *);
 void strlist_clear(struct strlist *);
 
@@ -393,7 +400,19 @@ struct freeze_plan {
 	unsigned int nwaves;
 	struct strlist unmatched;	/* freeze-list entries that matched none */
 	double t_frozen;	/* mono_now() at the first FIFREEZE */
+	void *priv;		/* freeze.c's own; NULL in a plan made elsewhere */
 };
+/*
+ * Where freeze.c looks beyond mountinfo, for tests to point at fixtures:
+ * sysfs_root ("/sys") holds dev/block/MAJ:MIN/loop/backing_file;
+ * stat_source says whether a btrfs source is a block device (0 and its
+ * device number, else -errno; the default stat()s paths under /dev only).
+ */
+struct freeze_ops {
+	const char *sysfs_root;
+	int (*stat_source)(const char *, dev_t *);
+};
+extern struct freeze_ops freeze_ops;
 /* Decide candidates from mountinfo fields alone: nothing is opened. */
 int freeze_plan_build(const struct mount_table *, const struct freeze_policy *,
     struct freeze_plan **);
