@@ -683,6 +683,19 @@ fsm_freeze(struct agent *a, struct request *rq, const struct strlist *list,
 		return;
 	}
 	fsm_log_skips(f->plan);
+	for (i = 0; i < f->plan->n; i++) {
+		if (f->plan->t[i].state == TARGET_PLANNED)
+			break;
+	}
+	if (i == f->plan->n) {
+		/* Nothing to freeze: no hook runs (none would be undone). */
+		log_info("freeze: requested by %s: no filesystem to freeze",
+		    f->source);
+		freeze_plan_free(f->plan);
+		f->plan = NULL;
+		fsm_finish(f);
+		return;
+	}
 	if ((r = state_dir_dev(a->conf->state_dir, &sdev)) < 0) {
 		fsm_set_error(f, "cannot use state_dir '%s': %s",
 		    a->conf->state_dir, strerror(-r));
@@ -700,19 +713,6 @@ fsm_freeze(struct agent *a, struct request *rq, const struct strlist *list,
 			log_warnx("freeze: %s", f->error);
 			goto fail;
 		}
-	}
-	for (i = 0; i < f->plan->n; i++) {
-		if (f->plan->t[i].state == TARGET_PLANNED)
-			break;
-	}
-	if (i == f->plan->n) {
-		/* Nothing to freeze: no hook runs (none would be undone). */
-		log_info("freeze: requested by %s: no filesystem to freeze",
-		    f->source);
-		freeze_plan_free(f->plan);
-		f->plan = NULL;
-		fsm_finish(f);
-		return;
 	}
 	if ((r = hook_scan(&a->conf->hook_dirs, &f->hooks)) < 0) {
 		fsm_set_error(

@@ -75,7 +75,20 @@ int
 state_dir_dev(const char *dir, dev_t *devp)
 {
 	struct stat st;
+	char path[PATH_MAX], *p;
 
+	/* Like mkdir -p: a fresh /run has no fsfreeze-agent/ yet. */
+	if (strlen(dir) >= sizeof path)
+		return -ENAMETOOLONG;
+	(void)strcpy(path, dir);
+	for (p = path + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) == -1 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
 		return -errno;
 	if (stat(dir, &st) == -1)

@@ -1,0 +1,68 @@
+#!/bin/sh
+# SPDX-License-Identifier: ISC
+# The whole test suite, as CI runs it: a -Werror build and `make check`,
+# the same under ASan and UBSan, `make distcheck`, and the fuzzer for a
+# minute when clang can build it. Ends with "N passed, N failed".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+out=${SUITE_DIR:-$top/build-suite}
+jobs=${JOBS:-2}
+rc=0
+mkdir -p "$out"
+cd "$top" && autoreconf -fi >"$out/autoreconf.log" 2>&1 || {
+	cat "$out/autoreconf.log"; echo "0 passed, 1 failed"; exit 1; }
+
+step() {
+	echo "=== $1"
+}
+
+# 1. gcc with -Werror, the whole suite (root: loop devices, guests).
+step "build and check (gcc, -Werror)"
+mkdir -p "$out/gcc" && cd "$out/gcc" &&
+	"$top/configure" -q --enable-werror CFLAGS="-O2 -g -Wall -Wextra -Werror" &&
+	make -s -j"$jobs" && make -s -j1 check || rc=1
+
+# 2. ASan + UBSan.
+step "check under ASan and UBSan"
+mkdir -p "$out/asan" && cd "$out/asan" &&
+	"$top/configure" -q --enable-werror --enable-sanitizers CC=gcc &&
+	make -s -j"$jobs" &&
+	FSFA_SKIP_GUEST="ASan build: the guest tests run in the gcc pass" \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	make -s -j1 check || rc=1
+
+# 3. distcheck (read-only srcdir, VPATH, install/uninstall).
+step "distcheck"
+cd "$out/gcc" && FSFA_SKIP_GUEST="distcheck: the guest tests run in the gcc pass" \
+	make -s distcheck >"$out/distcheck.log" 2>&1 || {
+	tail -40 "$out/distcheck.log"; rc=1; }
+
+# 4. The fuzzer, about a minute, ASan + UBSan (clang).
+if command -v clang >/dev/null 2>&1; then
+	step "fuzz 60 s"
+	mkdir -p "$out/fuzz" && cd "$out/fuzz" &&
+		"$top/configure" -q --enable-fuzzing CC=clang &&
+		make -s fuzz >"$out/fuzz-build.log" 2>&1 &&
+		./t/fuzz/proto-fuzz -max_total_time=60 -rss_limit_mb=512 \
+		    "$top/t/fuzz/corpus" >"$out/fuzz.log" 2>&1 || {
+		tail -40 "$out/fuzz-build.log" "$out/fuzz.log" 2>/dev/null
+		echo "fuzz: FAILED"; rc=1; }
+	[ -f "$out/fuzz.log" ] && tail -3 "$out/fuzz.log"
+fi
+
+# The summary CI reads: every test result of every pass, failures first.
+cd "$out"
+count() {
+	find . -name '*.trs' -not -path '*/_build/*' -exec cat {} + 2>/dev/null |
+		grep -Ec "^:test-result: ($1)"
+}
+for f in $(grep -rlE '^:test-result: (FAIL|XPASS|ERROR)' --include='*.trs' . 2>/dev/null); do
+	echo "--- ${f%.trs}.log"
+	tail -30 "${f%.trs}.log"
+done
+p=$(count 'PASS|XFAIL'); f=$(count 'FAIL|XPASS|ERROR'); s=$(count SKIP)
+[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+echo "$s skipped"
+echo "$p passed, $f failed"
+exit "$rc"
