@@ -8,6 +8,7 @@ the kernel with a FIFREEZE probe, never by writing.
 """
 
 import json
+import re
 import os
 import subprocess
 import time
@@ -198,6 +199,53 @@ t.eq(a.request('{"execute":"guest-fsfreeze-freeze"}', 20), {"return": 1},
 t.eq(rig.frozen(), [True, False, False], "only ext4 frozen")
 t.eq(a.request('{"execute":"guest-fsfreeze-thaw"}', 20), {"return": 1}, "thaw 1")
 t.eq(a.stop(), 0, "exit 0")
+
+# --- --check: what a freeze would freeze and run, without freezing
+p = subprocess.run([a.binary, "-c", a.conf, "--check"], stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT, env=dict(os.environ, **rig.env()), timeout=30)
+out = p.stdout.decode()
+t.eq(p.returncode, 0, "--check exits 0 for a good configuration")
+planned = [l.split()[1] for l in out.splitlines() if l.startswith("  freeze ")]
+t.eq(planned, [ext4.mount_point],
+     "--check lists the filesystems a freeze would freeze (xfs, btrfs excluded)")
+skipped = {l.split()[1]: l for l in out.splitlines() if l.startswith("  skip ")}
+t.ok(xfs.mount_point in skipped and btrfs.mount_point in skipped,
+     "--check lists the excluded ones as skipped")
+t.ok(any(l.startswith("  skip ") and l.split()[1] == "/" for l in out.splitlines()),
+     "--check lists / as skipped, with its reason")
+t.eq([l.split()[1] for l in out.splitlines() if l.startswith("  run ")],
+     [os.path.join(rig.hookdirs[0], "10-a"), os.path.join(rig.hookdirs[1], "20-b"),
+      os.path.join(rig.hookdirs[0], "30-c")], "--check lists the hooks in run order")
+t.ok("05-skipped.sample" in out, "--check names the skipped sample")
+t.eq(rig.frozen(), [False, False, False], "--check froze nothing")
+p = rig.hook(1, "40-worldw")
+os.chmod(p, 0o757)
+r = subprocess.run([a.binary, "-c", a.conf, "--check"], stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT, timeout=30)
+t.ok(r.returncode != 0 and "REFUSED" in r.stdout.decode() and "40-worldw" in r.stdout.decode(),
+     "--check fails and names a refused hook")
+os.unlink(p)
+
+# --- SIGHUP reloads; a bad file keeps the old configuration
+a = rig.start(args=["-v"])
+with open(a.conf, "a") as f:
+    f.write("exclude = %s\n" % ext4.mount_point)
+a.proc.send_signal(1)
+time.sleep(0.5)
+t.eq(a.request('{"execute":"guest-fsfreeze-freeze"}', 20), {"return": 2},
+     "SIGHUP: the new exclude applies")
+t.eq(a.request('{"execute":"guest-fsfreeze-thaw"}', 20), {"return": 2}, "thaw 2")
+with open(a.conf, "a") as f:
+    f.write("no_such_key = 1\n")
+a.proc.send_signal(1)
+time.sleep(0.5)
+t.eq(a.request('{"execute":"guest-fsfreeze-freeze"}', 20), {"return": 2},
+     "SIGHUP with a bad file: the old configuration stays")
+t.eq(a.request('{"execute":"guest-fsfreeze-thaw"}', 20), {"return": 2}, "thaw 2")
+t.ok(re.search(r"agent\.conf:\d+: .*no_such_key", a.stderr()) is not None,
+     "the bad line is reported with its file and line")
+t.eq(a.stop(), 0, "exit 0")
+rig.records()
 
 # --- the guard saw FIFREEZE only on our devices
 with open(rig.guardlog) as f:
