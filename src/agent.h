@@ -195,7 +195,9 @@ struct jval {
 	int64_t i;
 	uint64_t u;
 	double d;
-	char *s;		/* STRING: UTF-8 (may hold NUL); NUMBER: token */
+	char *s;		/* STRING: NUL-terminated modified UTF-8, as
+				 * QEMU holds it (U+0000 is C0 80); NUMBER:
+				 * its token */
 	size_t slen;
 	/* ARRAY, OBJECT: n members; keys[] only for OBJECT */
 	struct jval **v;
@@ -206,8 +208,9 @@ struct jval {
 void jval_free(struct jval *);
 /* Object member by exact key, or NULL. */
 struct jval *jval_get(const struct jval *, const char *key);
-/* Append v as QEMU writes it: ": " and ", " separators, ASCII only,
- * upper-case \uXXXX escapes, numbers canonical (never inf/nan). */
+/* Append v as QEMU writes it: ": " and ", " separators, object members in
+ * QEMU's QDict order (not insertion order), ASCII only, upper-case \uXXXX
+ * escapes, numbers canonical (never inf/nan). */
 void json_put_val(struct buf *, const struct jval *);
 /* Append a string value in QEMU's escaping; invalid UTF-8 -> \uFFFD. */
 void json_put_str(struct buf *, const char *, size_t);
@@ -264,6 +267,13 @@ void channel_pause(struct channel *, int);
 unsigned long channel_session(const struct channel *);
 /* Called when the output queue drains below the low-water mark. */
 void channel_set_drain_cb(struct channel *, void (*)(void *));
+/*
+ * A client that half-closed is closed once its output is written and
+ * busy() says no request is queued or running; channel_idle() is how the
+ * dispatcher says it has just become idle.
+ */
+void channel_set_busy_cb(struct channel *, int (*busy)(void *));
+void channel_idle(struct channel *);
 
 /* spawn.c */
 /*
@@ -297,7 +307,12 @@ struct hook_set {
 	size_t nskip;
 	size_t nrefused;
 };
-/* Scan the directories into set (sorted by name); 0 or -errno. */
+/*
+ * Scan the directories into set (sorted by name), replacing what it held
+ * (zeroed or used before); 0 or -errno. Symlinks are followed and their
+ * target checked; a name in an earlier directory shadows the same name in
+ * later ones (a link to /dev/null masks). Missing dirs are skipped.
+ */
 int hook_scan(const struct strlist *dirs, struct hook_set *);
 /* Append one hook by path (state adoption); kept in the given order. */
 void hook_set_add(struct hook_set *, const char *path);
@@ -314,7 +329,8 @@ struct hook_outcome {
 };
 struct hook_phase_result {
 	enum hook_phase phase;
-	size_t ncompleted;	/* FREEZE: v[0, ncompleted) exited 0 */
+	size_t ncompleted;	/* FREEZE: v[0, ncompleted) exited 0;
+				 * THAW: how many exited 0 */
 	size_t nfailed;
 	char *desc;		/* first failure for the host, or NULL */
 	struct hook_outcome *outcomes;
@@ -327,7 +343,8 @@ struct hook_run;
  * THAW runs set->v[0, count) descending and runs all of them. why, when
  * not NULL, says why a thaw is an undo (FSFREEZE_UNDO). done() fires later,
  * never inside; the result is valid during the call only. The set must
- * outlive the run.
+ * outlive the run. The run frees itself after done() returns: the pointer
+ * is only a handle (never NULL). loop must be EV_DEFAULT (ev_child).
  */
 struct hook_run *hook_phase_start(struct ev_loop *, const struct hook_set *,
     enum hook_phase, size_t count, const char *why, double timeout,
@@ -363,7 +380,7 @@ enum target_state {
 	TARGET_FROZEN,
 	TARGET_UNSUPPORTED,	/* EOPNOTSUPP: skipped */
 	TARGET_BUSY,		/* EBUSY: someone else froze it */
-	TARGET_UNOPENED,	/* ENOENT, EACCES, ENXIO, EIO, over-mounted */
+	TARGET_UNOPENED,	/* ENOENT, EACCES, ENXIO, EIO; EXDEV: over-mounted */
 	TARGET_FAILED,		/* any other errno: rolls back */
 	TARGET_THAWED,
 	TARGET_STATE_MAX
@@ -372,7 +389,7 @@ struct freeze_target {
 	char *point;
 	char *fstype;
 	char *source;
-	dev_t dev;
+	dev_t dev;		/* mountinfo's; once opened, the fd's st_dev */
 	int mnt_id;
 	int fd;
 	unsigned int wave;	/* 0 freezes first */
@@ -384,6 +401,7 @@ struct plan_skip {
 	char *point;
 	char *fstype;
 	char *reason;
+	int warn;		/* found by freeze_plan_open: log as a warning */
 };
 struct freeze_policy {
 	const struct strlist *include;
@@ -392,6 +410,12 @@ struct freeze_policy {
 	const struct strlist *list;	/* freeze-list mount points */
 	int has_list;
 };
+/*
+ * t[] is in freeze order: wave by wave, reverse mountinfo order within a
+ * wave; thaw goes backwards (a filesystem on a loop device whose file is
+ * on another must freeze first and thaw last). Keep that order when a plan
+ * is stored and read back. Unopened targets have their reason in skip[].
+ */
 struct freeze_plan {
 	struct freeze_target *t;
 	size_t n;
@@ -413,15 +437,24 @@ struct freeze_ops {
 	int (*stat_source)(const char *, dev_t *);
 };
 extern struct freeze_ops freeze_ops;
-/* Decide candidates from mountinfo fields alone: nothing is opened. */
+/*
+ * Decide candidates from mountinfo fields alone: nothing is opened (sysfs
+ * is read for loop devices' backing files). -ELOOP: they form a cycle.
+ */
 int freeze_plan_build(const struct mount_table *, const struct freeze_policy *,
     struct freeze_plan **);
-/* Open and verify each target; unopenable ones are skipped. */
+/*
+ * Open and verify each target; unopenable ones are skipped (reason in
+ * skip[]). -errno only for an open error that is not about the mount.
+ */
 int freeze_plan_open(struct freeze_plan *);
 void freeze_plan_free(struct freeze_plan *);
 /* r is 0, or -errno of the first target that failed (see freeze_failed). */
 typedef void freeze_done_fn(void *arg, int r);
-/* syncfs every target, then FIFREEZE wave by wave in workers; done later. */
+/*
+ * syncfs every target, then FIFREEZE wave by wave in workers; done later,
+ * never inside. -EINVAL: not a freeze_plan_build() plan; -EALREADY.
+ */
 int freeze_start(struct ev_loop *, struct freeze_plan *, freeze_done_fn *,
     void *);
 size_t freeze_count(const struct freeze_plan *);

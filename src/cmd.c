@@ -139,6 +139,8 @@ cmd_kick(struct agent *a)
 		cmd_exec(a, rq);
 	}
 	a->rq_kicking = 0;
+	if (!a->rq_busy && a->rq_head == NULL)
+		channel_idle(a->ch);
 }
 
 void
@@ -208,9 +210,8 @@ cmd_reply_return(struct agent *a, struct request *rq, const char *json)
 	cmd_send(a, rq, &b);
 }
 
-static void PRINTFLIKE(4, 0)
-cmd_reply_verror(struct agent *a, struct request *rq, const char *klass,
-    const char *fmt, va_list ap)
+static void PRINTFLIKE(4, 0) cmd_reply_verror(struct agent *a,
+    struct request *rq, const char *klass, const char *fmt, va_list ap)
 {
 	struct buf b;
 	char *desc;

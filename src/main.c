@@ -124,6 +124,14 @@ main_drain_cb(void *arg)
 	cmd_kick(arg);
 }
 
+static int
+main_busy_cb(void *arg)
+{
+	struct agent *a = arg;
+
+	return a->rq_busy || a->rq_head != NULL;
+}
+
 static void
 main_msg_cb(void *arg, struct jval *v, const char *desc)
 {
@@ -239,6 +247,7 @@ main(int argc, char **argv)
 				  : conf_default_path(a->conf->method),
 	    main_data_cb, main_reset_cb, a);
 	channel_set_drain_cb(a->ch, main_drain_cb);
+	channel_set_busy_cb(a->ch, main_busy_cb);
 
 	ev_signal_init(&sigterm_w, main_signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, main_signal_cb, SIGINT);

@@ -144,6 +144,24 @@ a.send('{"execute":"guest-ping","id":"new-conn"}\n')
 t.eq(a.read_lines(1), [b'{"return": {}, "id": "new-conn"}'],
      "half a request does not reach the next client")
 
+# --- a client that half-closes (socat, nc -N) still gets its replies
+s3 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+a.close()
+s3.connect(a.sock)
+s3.sendall(b'{"execute":"guest-ping","id":1}\n{"execute":"guest-sync","arguments":{"id":2}}\n')
+s3.shutdown(socket.SHUT_WR)
+s3.settimeout(5)
+data = b""
+while True:
+    c = s3.recv(1000)
+    if not c:
+        break
+    data += c
+s3.close()
+t.eq(data, b'{"return": {}, "id": 1}\n{"return": 2}\n',
+     "half-closed client: both replies, then the agent closes")
+a.connect()
+
 # --- one client at a time; the next is served after the first closes
 s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s2.connect(a.sock)
