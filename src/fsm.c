@@ -613,17 +613,24 @@ fsm_log_skips(const struct freeze_plan *plan)
 {
 	size_t i;
 
-	for (i = 0; i < plan->nskip; i++)
-		log_debug("freeze: '%s' (%s) skipped: %s", plan->skip[i].point,
-		    plan->skip[i].fstype, plan->skip[i].reason);
+	/*
+	 * Pseudo filesystems and the like are skipped on every freeze: debug.
+	 * What was found while opening (an over-mount, a stale mount point)
+	 * is worth a warning.
+	 */
+	for (i = 0; i < plan->nskip; i++) {
+		if (plan->skip[i].warn)
+			log_warnx("freeze: '%s' (%s) skipped: %s",
+			    plan->skip[i].point, plan->skip[i].fstype,
+			    plan->skip[i].reason);
+		else
+			log_debug("freeze: '%s' (%s) skipped: %s",
+			    plan->skip[i].point, plan->skip[i].fstype,
+			    plan->skip[i].reason);
+	}
 	for (i = 0; i < plan->unmatched.n; i++)
 		log_warnx("freeze: '%s' from the list matches no mount point",
 		    plan->unmatched.v[i]);
-	for (i = 0; i < plan->n; i++) {
-		if (plan->t[i].state == TARGET_UNOPENED)
-			log_warnx("freeze: '%s' skipped: %s", plan->t[i].point,
-			    strerror(plan->t[i].err));
-	}
 }
 
 /* The plan of what a freeze would freeze now; -errno with a log line. */
@@ -902,7 +909,7 @@ fsm_thaw_offline(struct conf *conf)
 	printf("%zu filesystems thawed\n", n);
 	if (hooks.n > 0) {
 		if (hook_phase_start(EV_DEFAULT, &hooks, HOOK_THAW, hooks.n,
-			"fsfreeze-agent --thaw", conf->hook_timeout,
+			NULL, conf->hook_timeout,
 			conf->hook_kill_grace, fsm_offline_hooks_cb,
 			&o) != NULL)
 			ev_run(EV_DEFAULT, 0);
@@ -947,8 +954,8 @@ fsm_check(struct conf *conf)
 			printf("  freeze  %-30s %-8s %s (wave %u)\n", t->point,
 			    t->fstype, t->source, t->wave);
 		} else
-			printf("  skip    %-30s %-8s %s\n", t->point, t->fstype,
-			    strerror(t->err));
+			printf("  skip    %-30s %-8s unreachable (%s)\n",
+			    t->point, t->fstype, strerror(t->err));
 	}
 	if (nplanned == 0)
 		printf("  (none)\n");
