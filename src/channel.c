@@ -36,11 +36,11 @@
  * host costs few syscalls, small enough that one chunk cannot queue more
  * than a bounded number of requests past the dispatcher's limit.
  */
-#define CH_READ_SIZE ((size_t)16 * 1024)
+#define CH_READ_SIZE ((size_t)4 * 1024)
 /* Output: hard cap, and the marks between which reading stops. */
 #define CH_OUT_CAP ((size_t)1024 * 1024)
-#define CH_OUT_HIGH ((size_t)64 * 1024)
-#define CH_OUT_LOW ((size_t)16 * 1024)
+#define CH_OUT_HIGH ((size_t)16 * 1024)
+#define CH_OUT_LOW ((size_t)4 * 1024)
 /* How often a port with no host, or a failed accept, is looked at again. */
 #define CH_RETRY 1.0
 #define CH_BACKLOG 16
@@ -407,6 +407,7 @@ channel_flush(struct channel *ch)
 {
 	ssize_t n;
 
+again:
 	ev_prepare_stop(ch->loop, &ch->flush_w);
 	while (buf_used(&ch->out) > 0 && ch->fd >= 0) {
 		if (ch->is_sock)
@@ -444,6 +445,13 @@ channel_flush(struct channel *ch)
 	}
 	ev_io_stop(ch->loop, &ch->wr_w);
 	channel_check_drain(ch);
+	/*
+	 * The drain callback may have run requests whose replies are queued
+	 * now: write them here. A prepare watcher started from inside this
+	 * prepare callback would only run after the loop has blocked.
+	 */
+	if (buf_used(&ch->out) > 0 && ch->fd >= 0)
+		goto again;
 	channel_check_eof(ch);
 }
 
