@@ -129,12 +129,12 @@ struct strlist {
 	size_t n;
 };
 struct conf {
-	char *file;		/* the file it was read from, or NULL */
+	char *file; /* the file it was read from, or NULL */
 	/* [agent] */
 	char *state_dir;
 	/* [channel] */
 	enum channel_method method;
-	char *path;		/* NULL: the method's default */
+	char *path; /* NULL: the method's default */
 	/* [hooks] */
 	struct strlist hook_dirs;
 	double hook_timeout;	/* seconds */
@@ -143,10 +143,10 @@ struct conf {
 	struct strlist include;
 	struct strlist exclude;
 	struct strlist exclude_type;
-	double max_frozen;	/* seconds, 0 = off */
+	double max_frozen; /* seconds, 0 = off */
 	/* [log] */
-	int facility;		/* LOG_DAEMON, ... */
-	int level;		/* LOG_INFO, ... */
+	int facility; /* LOG_DAEMON, ... */
+	int level;    /* LOG_INFO, ... */
 };
 /* The file read when conf_load() is given NULL. */
 #define CONF_FILE SYSCONFDIR "/" AGENT_NAME ".conf"
@@ -186,8 +186,8 @@ enum jtype {
 	JV_ARRAY,
 	JV_OBJECT,
 };
-#define JV_NUM_INT64 0x1	/* i is valid */
-#define JV_NUM_UINT64 0x2	/* u is valid */
+#define JV_NUM_INT64 0x1  /* i is valid */
+#define JV_NUM_UINT64 0x2 /* u is valid */
 struct jval {
 	enum jtype type;
 	int b;
@@ -195,9 +195,9 @@ struct jval {
 	int64_t i;
 	uint64_t u;
 	double d;
-	char *s;		/* STRING: NUL-terminated modified UTF-8, as
-				 * QEMU holds it (U+0000 is C0 80); NUMBER:
-				 * its token */
+	char *s; /* STRING: NUL-terminated modified UTF-8, as
+		  * QEMU holds it (U+0000 is C0 80); NUMBER:
+		  * its token */
 	size_t slen;
 	/* ARRAY, OBJECT: n members; keys[] only for OBJECT */
 	struct jval **v;
@@ -230,8 +230,8 @@ struct jval *jval_dup(const struct jval *);
  */
 typedef void proto_msg_fn(void *arg, struct jval *v, const char *desc);
 struct proto_limits {
-	size_t max_size;	/* bytes per message */
-	unsigned max_depth;	/* open { and [ */
+	size_t max_size;    /* bytes per message */
+	unsigned max_depth; /* open { and [ */
 };
 #define PROTO_MAX_SIZE (64 * 1024)
 #define PROTO_MAX_DEPTH 32
@@ -292,13 +292,13 @@ pid_t spawn_worker(int (*fn)(void *), void *arg);
 enum hook_phase { HOOK_FREEZE, HOOK_THAW, HOOK_PHASE_MAX };
 const char *hook_phase_name(enum hook_phase);
 struct hook {
-	char *path;		/* absolute */
-	char *name;		/* base name: the sort key, byte order */
+	char *path; /* absolute */
+	char *name; /* base name: the sort key, byte order */
 };
 struct hook_skip {
 	char *path;
 	char *reason;
-	int refused;		/* a refused hook makes a freeze fail */
+	int refused; /* a refused hook makes a freeze fail */
 };
 struct hook_set {
 	struct hook *v;
@@ -318,21 +318,21 @@ int hook_scan(const struct strlist *dirs, struct hook_set *);
 void hook_set_add(struct hook_set *, const char *path);
 void hook_set_clear(struct hook_set *);
 struct hook_outcome {
-	const char *name;	/* borrowed from the set */
+	const char *name; /* borrowed from the set */
 	const char *path;
 	enum hook_phase phase;
-	int spawn_err;		/* -errno when it could not be started */
-	int status;		/* wait status when it ran */
+	int spawn_err; /* -errno when it could not be started */
+	int status;    /* wait status when it ran */
 	int timed_out;
 	double secs;
-	char *tail;		/* its last output lines, or NULL */
+	char *tail; /* its last output lines, or NULL */
 };
 struct hook_phase_result {
 	enum hook_phase phase;
-	size_t ncompleted;	/* FREEZE: v[0, ncompleted) exited 0;
-				 * THAW: how many exited 0 */
+	size_t ncompleted; /* FREEZE: v[0, ncompleted) exited 0;
+			    * THAW: how many exited 0 */
 	size_t nfailed;
-	char *desc;		/* first failure for the host, or NULL */
+	char *desc; /* first failure for the host, or NULL */
 	struct hook_outcome *outcomes;
 	size_t noutcomes;
 };
@@ -359,7 +359,7 @@ struct mount {
 	unsigned int major;
 	unsigned int minor;
 	char *root;
-	char *point;		/* octal escapes decoded */
+	char *point; /* octal escapes decoded */
 	char *opts;
 	char *fstype;
 	char *source;
@@ -378,10 +378,10 @@ void mounts_free(struct mount_table *);
 enum target_state {
 	TARGET_PLANNED,
 	TARGET_FROZEN,
-	TARGET_UNSUPPORTED,	/* EOPNOTSUPP: skipped */
-	TARGET_BUSY,		/* EBUSY: someone else froze it */
-	TARGET_UNOPENED,	/* ENOENT, EACCES, ENXIO, EIO; EXDEV: over-mounted */
-	TARGET_FAILED,		/* any other errno: rolls back */
+	TARGET_UNSUPPORTED, /* EOPNOTSUPP: skipped */
+	TARGET_BUSY,	    /* EBUSY: someone else froze it */
+	TARGET_UNOPENED, /* ENOENT, EACCES, ENXIO, EIO; EXDEV: over-mounted */
+	TARGET_FAILED,	 /* any other errno: rolls back */
 	TARGET_THAWED,
 	TARGET_STATE_MAX
 };
@@ -389,25 +389,25 @@ struct freeze_target {
 	char *point;
 	char *fstype;
 	char *source;
-	dev_t dev;		/* mountinfo's; once opened, the fd's st_dev */
+	dev_t dev; /* mountinfo's; once opened, the fd's st_dev */
 	int mnt_id;
 	int fd;
-	unsigned int wave;	/* 0 freezes first */
+	unsigned int wave; /* 0 freezes first */
 	enum target_state state;
-	int err;		/* errno of a skip or failure */
+	int err; /* errno of a skip or failure */
 	double secs;
 };
 struct plan_skip {
 	char *point;
 	char *fstype;
 	char *reason;
-	int warn;		/* found by freeze_plan_open: log as a warning */
+	int warn; /* found by freeze_plan_open: log as a warning */
 };
 struct freeze_policy {
 	const struct strlist *include;
 	const struct strlist *exclude;
 	const struct strlist *exclude_type;
-	const struct strlist *list;	/* freeze-list mount points */
+	const struct strlist *list; /* freeze-list mount points */
 	int has_list;
 };
 /*
@@ -422,9 +422,9 @@ struct freeze_plan {
 	struct plan_skip *skip;
 	size_t nskip;
 	unsigned int nwaves;
-	struct strlist unmatched;	/* freeze-list entries that matched none */
-	double t_frozen;	/* mono_now() at the first FIFREEZE */
-	void *priv;		/* freeze.c's own; NULL in a plan made elsewhere */
+	struct strlist unmatched; /* freeze-list entries that matched none */
+	double t_frozen;	  /* mono_now() at the first FIFREEZE */
+	void *priv; /* freeze.c's own; NULL in a plan made elsewhere */
 };
 /*
  * Where freeze.c looks beyond mountinfo, for tests to point at fixtures:
@@ -455,8 +455,8 @@ typedef void freeze_done_fn(void *arg, int r);
  * syncfs every target, then FIFREEZE wave by wave in workers; done later,
  * never inside. -EINVAL: not a freeze_plan_build() plan; -EALREADY.
  */
-int freeze_start(struct ev_loop *, struct freeze_plan *, freeze_done_fn *,
-    void *);
+int freeze_start(
+    struct ev_loop *, struct freeze_plan *, freeze_done_fn *, void *);
 size_t freeze_count(const struct freeze_plan *);
 const struct freeze_target *freeze_failed(const struct freeze_plan *);
 /* FITHAW our frozen fds once each, last wave first; the number thawed. */
@@ -473,9 +473,9 @@ const char *target_state_name(enum target_state);
  * again once the freeze is done, removed after the last thaw hook.
  */
 struct state_info {
-	time_t frozen_at;	/* wall clock */
-	time_t deadline;	/* wall clock; 0: no auto-thaw */
-	int complete;		/* 0: written before the freeze finished */
+	time_t frozen_at; /* wall clock */
+	time_t deadline;  /* wall clock; 0: no auto-thaw */
+	int complete;	  /* 0: written before the freeze finished */
 };
 int state_write(const char *dir, const struct freeze_plan *,
     const struct hook_set *, size_t nhooks, const struct state_info *);
@@ -511,8 +511,8 @@ int fsm_adopt(struct agent *);
 /* status: frozen from the first FIFREEZE until the last FITHAW. */
 int fsm_frozen(const struct agent *);
 /* Requests (the handlers answer rq when done). */
-void fsm_freeze(struct agent *, struct request *, const struct strlist *list,
-    int has_list);
+void fsm_freeze(
+    struct agent *, struct request *, const struct strlist *list, int has_list);
 void fsm_thaw(struct agent *, struct request *);
 void fsm_report(struct agent *, struct buf *);
 /* SIGTERM/SIGINT: thaw what we froze, run the owed hooks, then ev_break. */
@@ -530,11 +530,11 @@ int fsm_check(struct conf *);
  */
 struct request {
 	struct request *next;
-	struct jval *msg;	/* the whole request object */
-	struct jval *id;	/* borrowed from msg, or NULL */
-	struct jval *args;	/* borrowed from msg, or NULL */
+	struct jval *msg;  /* the whole request object */
+	struct jval *id;   /* borrowed from msg, or NULL */
+	struct jval *args; /* borrowed from msg, or NULL */
 	const struct command *cmd;
-	char *parse_error;	/* the parser's desc for a malformed message */
+	char *parse_error; /* the parser's desc for a malformed message */
 	unsigned long session;
 	double t_start;
 };
@@ -542,9 +542,9 @@ typedef void cmd_exec_fn(struct agent *, struct request *);
 struct command {
 	const char *name;
 	cmd_exec_fn *exec;
-	unsigned int states;	/* FSM_BIT()s in which it may run */
+	unsigned int states; /* FSM_BIT()s in which it may run */
 	int success_response;
-	int delimited;		/* reply preceded by 0xFF */
+	int delimited; /* reply preceded by 0xFF */
 	/* argument spec: NULL-terminated */
 	const struct cmd_arg *args;
 };
@@ -592,14 +592,14 @@ struct agent {
 	int rq_kicking;
 	struct request *rq_current;
 	enum fsm_state state;
-	void *fsm;		/* fsm.c's private state */
+	void *fsm; /* fsm.c's private state */
 	int quitting;
-	int reload;		/* SIGHUP seen; reload once thawed */
+	int reload; /* SIGHUP seen; reload once thawed */
 	int verbose;
 };
 /* main.c */
 /* Apply a pending SIGHUP reload if the agent is thawed and idle. */
 void main_reload(struct agent *);
-#define RQ_MAX 64		/* queued requests before reading pauses */
+#define RQ_MAX 64 /* queued requests before reading pauses */
 
 #endif

@@ -909,9 +909,8 @@ fsm_thaw_offline(struct conf *conf)
 	printf("%zu filesystems thawed\n", n);
 	if (hooks.n > 0) {
 		if (hook_phase_start(EV_DEFAULT, &hooks, HOOK_THAW, hooks.n,
-			NULL, conf->hook_timeout,
-			conf->hook_kill_grace, fsm_offline_hooks_cb,
-			&o) != NULL)
+			NULL, conf->hook_timeout, conf->hook_kill_grace,
+			fsm_offline_hooks_cb, &o) != NULL)
 			ev_run(EV_DEFAULT, 0);
 		printf("%zu thaw hooks run, %zu failed\n", hooks.n, o.nfailed);
 	}

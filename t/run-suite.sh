@@ -38,7 +38,47 @@ cd "$out/gcc" && FSFA_SKIP_GUEST="distcheck: the guest tests run in the gcc pass
 	make -s distcheck >"$out/distcheck.log" 2>&1 || {
 	tail -40 "$out/distcheck.log"; rc=1; }
 
-# 4. The fuzzer, about a minute, ASan + UBSan (clang).
+# 4. What make install lays out, under DESTDIR.
+step "make install DESTDIR"
+dest="$out/destdir"
+rm -rf "$dest"
+cd "$out/gcc" && make -s install DESTDIR="$dest" >"$out/install.log" 2>&1 || {
+	cat "$out/install.log"; rc=1; }
+prefix=/usr/local
+for f in sbin/fsfreeze-agent etc/fsfreeze-agent.conf \
+    share/man/man8/fsfreeze-agent.8 share/man/man5/fsfreeze-agent.conf.5 \
+    lib/systemd/system/fsfreeze-agent.service \
+    lib/udev/rules.d/61-fsfreeze-agent.rules \
+    etc/fsfreeze-agent/hooks.d/mariadb.sample \
+    etc/fsfreeze-agent/hooks.d/postgresql.sample \
+    etc/fsfreeze-agent/hooks.d/template.sample; do
+	[ -e "$dest$prefix/$f" ] || { echo "install: missing $prefix/$f"; rc=1; }
+done
+
+# 5. Man pages render cleanly; the C sources are formatted.
+step "man pages and formatting"
+mandoc -T lint -W warning "$top/doc/fsfreeze-agent.8" \
+    "$top/doc/fsfreeze-agent.conf.5" || rc=1
+for m in "$top/doc/fsfreeze-agent.8" "$top/doc/fsfreeze-agent.conf.5"; do
+	w=$(LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l "$m" 2>&1 >/dev/null)
+	[ -z "$w" ] || { echo "$m: $w"; rc=1; }
+done
+if command -v clang-format >/dev/null 2>&1; then
+	(cd "$top" && clang-format --dry-run --Werror src/*.c src/*.h t/*.c \
+	    t/fuzz/*.c) || rc=1
+fi
+
+# 6. The Debian package builds, passes lintian, installs and purges.
+if command -v dpkg-buildpackage >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+	step "Debian package"
+	tarball=$(ls "$out"/gcc/fsfreeze-agent-*.tar.gz 2>/dev/null | head -1)
+	DEB_BUILD_OPTIONS=nocheck sh "$top/contrib/debian-build.sh" -i \
+	    ${tarball:+"$tarball"} >"$out/deb.log" 2>&1 || {
+		tail -40 "$out/deb.log"; rc=1; }
+	grep -E "^(E|W): " "$out/deb.log" || true
+fi
+
+# 7. The fuzzer, about a minute, ASan + UBSan (clang).
 if command -v clang >/dev/null 2>&1; then
 	step "fuzz 60 s"
 	mkdir -p "$out/fuzz" && cd "$out/fuzz" &&
