@@ -588,6 +588,7 @@ struct agent {
 	struct request *rq_head;
 	struct request **rq_tail;
 	size_t rq_len;
+	size_t rq_bytes_since_trim; /* input since the last malloc_trim */
 	int rq_busy;
 	int rq_kicking;
 	struct request *rq_current;
@@ -600,6 +601,7 @@ struct agent {
 /* main.c */
 /* Apply a pending SIGHUP reload if the agent is thawed and idle. */
 void main_reload(struct agent *);
-#define RQ_MAX 64 /* queued requests before reading pauses */
+#define RQ_MAX 64		  /* queued requests before reading pauses */
+#define RQ_TRIM_BYTES (32 * 1024) /* input between malloc_trim()s */
 
 #endif

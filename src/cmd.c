@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,8 +140,18 @@ cmd_kick(struct agent *a)
 		cmd_exec(a, rq);
 	}
 	a->rq_kicking = 0;
-	if (!a->rq_busy && a->rq_head == NULL)
+	if (!a->rq_busy && a->rq_head == NULL) {
+		/*
+		 * A 64 KiB request can take a few MiB as a tree; give that
+		 * back once nothing is queued, so RSS stays near idle
+		 * whatever a host sent.
+		 */
+		if (a->rq_bytes_since_trim > RQ_TRIM_BYTES) {
+			(void)malloc_trim(0);
+			a->rq_bytes_since_trim = 0;
+		}
 		channel_idle(a->ch);
+	}
 }
 
 void

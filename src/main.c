@@ -106,6 +106,7 @@ main_data_cb(void *arg, const char *p, size_t n)
 {
 	struct agent *a = arg;
 
+	a->rq_bytes_since_trim += n;
 	proto_feed(a->proto, p, n);
 }
 
