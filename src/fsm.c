@@ -839,6 +839,8 @@ fsm_adopt(struct agent *a)
 	f->nfrozen = n;
 	f->op = OP_ADOPT;
 	fsm_report_begin(f, "adopt");
+	/* Frozen disks may hold up the log daemon: hold lines until thawed. */
+	log_hold(1);
 	log_warnx("adopt: an earlier agent left %zu filesystems frozen %.0f s "
 		  "ago (%s); only the thaw and the safe commands are enabled",
 	    n, difftime(now, si.frozen_at), state_path(a->conf->state_dir));

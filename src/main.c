@@ -231,13 +231,6 @@ main(int argc, char **argv)
 		conf_free(a->conf);
 		return r;
 	}
-	/*
-	 * Under a service manager stderr is the journal, which also gets
-	 * syslog: keep stderr for -v and for a terminal.
-	 */
-	if (!a->verbose && !isatty(STDERR_FILENO))
-		log_init(LOG_TO_SYSLOG, a->conf->facility, a->conf->level);
-
 	a->loop = ev_default_loop(EVFLAG_AUTO);
 	a->rq_tail = &a->rq_head;
 	log_start(a->loop);
@@ -267,11 +260,24 @@ main(int argc, char **argv)
 		    a->conf->path != NULL ? a->conf->path
 					  : conf_default_path(a->conf->method),
 		    strerror(-r));
-		/* Never exit frozen: thaw what we adopted first. */
-		fsm_shutdown(a);
-		ev_run(a->loop, 0);
+		/*
+		 * Never exit frozen: thaw what we adopted first. (ev_run()
+		 * clears an earlier ev_break, so run it only with work to do.)
+		 */
+		if (a->state != FSM_THAWED) {
+			fsm_shutdown(a);
+			ev_run(a->loop, 0);
+		}
 		r = 1;
 	} else {
+		/*
+		 * Under a service manager stderr is the journal, which also
+		 * gets syslog: from here on keep stderr for -v and for a
+		 * terminal. Start-up errors above went to both.
+		 */
+		if (!a->verbose && !isatty(STDERR_FILENO))
+			log_init(LOG_TO_SYSLOG, a->conf->facility,
+			    a->conf->level);
 		log_info("%s %s: serving on %s '%s'", AGENT_NAME,
 		    PACKAGE_VERSION, conf_method_name(a->conf->method),
 		    a->conf->path != NULL ? a->conf->path
