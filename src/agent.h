@@ -373,6 +373,8 @@ struct mount_table {
 /* NULL path: /proc/self/mountinfo. 0 or -errno. */
 int mounts_read(const char *path, struct mount_table *);
 void mounts_free(struct mount_table *);
+/* Decode mountinfo's octal escapes (\040 ...) into a new string. */
+char *mounts_unescape(const char *);
 
 /* freeze.c */
 enum target_state {

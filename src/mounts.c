@@ -15,7 +15,6 @@
 #define MOUNTS_MAX_SIZE ((size_t)64 << 20)
 
 static int mounts_slurp(const char *, struct buf *);
-static char *mounts_unescape(const char *);
 static int mounts_has_opt(const char *, const char *);
 static int mounts_parse_line(char *, struct mount *);
 
@@ -52,7 +51,7 @@ mounts_slurp(const char *path, struct buf *b)
  * The kernel writes space, tab, newline and backslash in mountinfo as
  * \040, \011, \012 and \134 (seq_escape); anything else passes as is.
  */
-static char *
+char *
 mounts_unescape(const char *s)
 {
 	char *out, *o;

@@ -41,7 +41,8 @@ state_path(const char *dir)
 	return path;
 }
 
-/* Escape space, tab, newline and backslash as mountinfo does. */
+/* Escape space, tab, newline and backslash as mountinfo does (and as
+ * mounts_unescape() reads it back). */
 static void
 state_put_escaped(struct buf *b, const char *s)
 {
@@ -51,24 +52,6 @@ state_put_escaped(struct buf *b, const char *s)
 		else
 			(void)buf_addc(b, *s);
 	}
-}
-
-static char *
-state_unescape(const char *s)
-{
-	char *out = xmalloc(strlen(s) + 1), *o = out;
-
-	while (*s != '\0') {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
-		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
-			    (s[3] - '0'));
-			s += 4;
-		} else
-			*o++ = *s++;
-	}
-	*o = '\0';
-	return out;
 }
 
 int
@@ -256,13 +239,13 @@ state_load(const char *dir, struct freeze_plan **planp, struct hook_set *hooks,
 			memset(t, 0, sizeof *t);
 			t->mnt_id = mnt_id;
 			t->dev = makedev(maj, min);
-			t->point = state_unescape(line + n);
+			t->point = mounts_unescape(line + n);
 			t->fstype = xstrdup("");
 			t->source = xstrdup("");
 			t->fd = -1;
 			state_open_target(t);
 		} else if (strncmp(line, "hook ", 5) == 0) {
-			p = state_unescape(line + 5);
+			p = mounts_unescape(line + 5);
 			hook_set_add(hooks, p);
 			free(p);
 		} else if (*line != '\0') {
