@@ -23,6 +23,15 @@ rig.hook(0, "10-a")
 rig.hook(1, "20-b")
 statefile = os.path.join(rig.state, "state")
 
+
+def wait_gone(path, timeout=10):
+    """The state file goes after the last thaw hook: wait for that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and os.path.exists(path):
+        time.sleep(0.05)
+    return not os.path.exists(path)
+
+
 # --- a /dev/log that nobody reads: the freeze cycle still completes
 logsock = os.path.join(rig.dir, "log.sock")
 log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -64,7 +73,8 @@ rig.records()
 a = rig.start(extra="max_frozen = 2s\n")
 t.eq(a.request('{"execute":"guest-fsfreeze-freeze"}', 20), {"return": 2}, "frozen")
 t.eq(rig.frozen(), [True, True], "kernel: frozen")
-time.sleep(3.0)
+time.sleep(2.5)
+t.ok(wait_gone(statefile), "auto-thaw finished")
 t.eq(rig.frozen(), [False, False], "auto-thaw at max_frozen thawed them")
 t.eq(rig.records(), ["10-a freeze", "20-b freeze", "20-b thaw", "10-a thaw"],
      "and ran the thaw hooks in reverse")
@@ -111,6 +121,7 @@ deadline = time.monotonic() + 5
 while time.monotonic() < deadline and any(rig.frozen()):
     time.sleep(0.1)
 t.eq(rig.frozen(), [False, False], "the restarted agent thaws at once")
+t.ok(wait_gone(statefile), "and finishes its thaw")
 t.eq(rig.records(), ["20-b thaw", "10-a thaw"], "and runs the owed thaw hooks")
 t.ok("thawed itself" in a.request('{"execute":"guest-fsfreeze-thaw"}').get("error", {}).get("desc", ""),
      "and tells the host at its thaw")
