@@ -455,7 +455,7 @@ fsm_transition(struct fsm *f, enum fsm_state next)
 		fatalx("invalid transition %s -> %s", fsm_state_name(prev),
 		    fsm_state_name(next));
 	a->state = next;
-	log_debug("state %s -> %s", fsm_state_name(prev), fsm_state_name(next));
+	log_info("state %s -> %s", fsm_state_name(prev), fsm_state_name(next));
 
 	switch (next) {
 	case FSM_HOOKS_FREEZING:
@@ -484,8 +484,8 @@ fsm_transition(struct fsm *f, enum fsm_state next)
 		    f->plan->t_frozen > 0 ? f->plan->t_frozen : mono_now();
 		if (f->op != OP_ADOPT) {
 			fsm_state_write(f, 1);
-			log_info("state fs-freezing -> frozen: %zu filesystems "
-				 "in %.0f ms (%s)",
+			log_info(
+			    "freeze: %zu filesystems frozen in %.0f ms (%s)",
 			    f->nfrozen, (mono_now() - f->t_frozen) * 1000,
 			    f->source);
 			fsm_report_fs(f, "freeze");
