@@ -91,6 +91,7 @@ struct fsm {
 };
 
 static void fsm_transition(struct fsm *, enum fsm_state);
+static void fsm_state_write(struct fsm *, int);
 
 const char *
 fsm_state_name(enum fsm_state s)
@@ -291,6 +292,7 @@ static void
 fsm_hooks_thawed_cb(void *arg, const struct hook_phase_result *res)
 {
 	struct fsm *f = arg;
+	size_t i, stuck = 0;
 	int r;
 
 	fsm_report_hooks(f, res);
@@ -298,7 +300,22 @@ fsm_hooks_thawed_cb(void *arg, const struct hook_phase_result *res)
 		log_warnx("thaw: %zu of %zu thaw hooks failed; first: %s",
 		    res->nfailed, res->noutcomes, res->desc);
 	f->hooks_frozen = 0;
-	if ((r = state_remove(f->a->conf->state_dir)) < 0 && r != -ENOENT)
+	for (i = 0; f->plan != NULL && i < f->plan->n; i++) {
+		if (f->plan->t[i].state == TARGET_FROZEN)
+			stuck++;
+	}
+	if (stuck > 0) {
+		/*
+		 * A FITHAW failed: never forget a filesystem that may still
+		 * be frozen. The state file keeps exactly those, for a
+		 * restarted agent or `fsfreeze-agent --thaw`.
+		 */
+		log_warnx("thaw: %zu filesystems may still be frozen; %s keeps "
+			  "them for 'fsfreeze-agent --thaw'",
+		    stuck, state_path(f->a->conf->state_dir));
+		fsm_state_write(f, 1);
+	} else if ((r = state_remove(f->a->conf->state_dir)) < 0 &&
+	    r != -ENOENT)
 		log_warnr(r, "thaw: cannot remove %s",
 		    state_path(f->a->conf->state_dir));
 	fsm_transition(f, FSM_THAWED);
