@@ -276,8 +276,8 @@ main(int argc, char **argv)
 		 * terminal. Start-up errors above went to both.
 		 */
 		if (!a->verbose && !isatty(STDERR_FILENO))
-			log_init(LOG_TO_SYSLOG, a->conf->facility,
-			    a->conf->level);
+			log_init(
+			    LOG_TO_SYSLOG, a->conf->facility, a->conf->level);
 		log_info("%s %s: serving on %s '%s'", AGENT_NAME,
 		    PACKAGE_VERSION, conf_method_name(a->conf->method),
 		    a->conf->path != NULL ? a->conf->path

@@ -20,7 +20,7 @@ step() {
 step "build and check (gcc, -Werror)"
 mkdir -p "$out/gcc" && cd "$out/gcc" &&
 	"$top/configure" -q --enable-werror CFLAGS="-O2 -g -Wall -Wextra -Werror" &&
-	make -s -j"$jobs" && make -s -j1 check || rc=1
+	make -s -j"$jobs" && make -s -j1 check || { echo "FAILED: gcc pass"; rc=1; }
 
 # 2. ASan + UBSan.
 step "check under ASan and UBSan"
@@ -30,7 +30,7 @@ mkdir -p "$out/asan" && cd "$out/asan" &&
 	FSFA_SKIP_GUEST="ASan build: the guest tests run in the gcc pass" \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	make -s -j1 check || rc=1
+	make -s -j1 check || { echo "FAILED: ASan pass"; rc=1; }
 
 # 3. distcheck (read-only srcdir, VPATH, install/uninstall).
 step "distcheck"
@@ -58,14 +58,14 @@ done
 # 5. Man pages render cleanly; the C sources are formatted.
 step "man pages and formatting"
 mandoc -T lint -W warning "$top/doc/fsfreeze-agent.8" \
-    "$top/doc/fsfreeze-agent.conf.5" || rc=1
+    "$top/doc/fsfreeze-agent.conf.5" || { echo "FAILED: mandoc -T lint"; rc=1; }
 for m in "$top/doc/fsfreeze-agent.8" "$top/doc/fsfreeze-agent.conf.5"; do
 	w=$(LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l "$m" 2>&1 >/dev/null)
 	[ -z "$w" ] || { echo "$m: $w"; rc=1; }
 done
 if command -v clang-format >/dev/null 2>&1; then
 	(cd "$top" && clang-format --dry-run --Werror src/*.c src/*.h t/*.c \
-	    t/fuzz/*.c) || rc=1
+	    t/fuzz/*.c) || { echo "FAILED: clang-format (run make reformat)"; rc=1; }
 fi
 
 # 6. The Debian package builds, passes lintian, installs and purges.
