@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@
 #define CH_OUT_CAP ((size_t)1024 * 1024)
 #define CH_OUT_HIGH ((size_t)16 * 1024)
 #define CH_OUT_LOW ((size_t)4 * 1024)
+/* An empty queue keeps at most this much allocated. */
+#define CH_OUT_KEEP ((size_t)8 * 1024)
 /* How often a port with no host, or a failed accept, is looked at again. */
 #define CH_RETRY 1.0
 #define CH_BACKLOG 16
@@ -444,6 +447,11 @@ again:
 		return;
 	}
 	ev_io_stop(ch->loop, &ch->wr_w);
+	/* A burst grew the queue: give the memory back once it is empty. */
+	if (buf_used(&ch->out) == 0 && ch->out.size > CH_OUT_KEEP) {
+		buf_free(&ch->out);
+		(void)malloc_trim(0);
+	}
 	channel_check_drain(ch);
 	/*
 	 * The drain callback may have run requests whose replies are queued
