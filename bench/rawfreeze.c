@@ -4,20 +4,34 @@
  * and the small helpers it needs. Compiled by freezebench.py with cc; not
  * part of the agent.
  *
- *   rawfreeze freeze --root DIR [--mode seq|par|syncpar] [--cycles K] MNT...
+ *   rawfreeze freeze --root DIR [--mode MODE] [--cycles K] [--wait] MNT...
  *	Opens every MNT first (O_RDONLY | O_DIRECTORY), then runs K freeze/thaw
  *	cycles back to back, one JSON line each: the freeze and thaw phase
  *	times and their CLOCK_MONOTONIC bounds (the writer's gaps are matched
- *	against them).
+ *	against them). --wait: before each cycle print "ready" and wait for a
+ *	line on stdin, so that the cycle starts long after this process was
+ *	exec()ed, like an agent's: a process exit (and exec's teardown of the
+ *	old image) just before a cold FIFREEZE makes it 10-15 ms slower.
  *	  seq	  FIFREEZE one fs after the other, in the order given
  *	  par	  one fork()ed child per fs, all started at once, each does
  *		  FIFREEZE and _exit(errno); the freeze ends when all are reaped
  *	  syncpar the agent's strategy done raw: first one child per fs doing
  *		  syncfs, all reaped, then the par freeze
+ *	  vmpar	  par, but each child made by clone(CLONE_VM) on a stack of its
+ *		  own (no page tables copied, no copy-on-write faults): what a
+ *		  worker costs when it is not a fork. The child only calls
+ *		  ioctl() (through t/fsguard.so when preloaded), resolved in
+ *		  the parent first, and returns
  *	Thaw: FITHAW on each fd in the parent, last frozen first.
  *	Refuses any MNT that is not a mount point below DIR or that is on the
  *	device of "/". On any failure or on SIGINT/SIGTERM/SIGHUP it thaws
  *	everything it may have frozen before exiting.
+ *
+ *   rawfreeze hooks K ARG PATH...
+ *	The floor of running hooks: K times, each PATH in turn with ARG, one
+ *	at a time, by posix_spawn() (vfork + exec, the cheapest way) with
+ *	stdin and stdout on /dev/null, each waited for. Then one JSON line
+ *	with the time of each of the K passes.
  *
  *   rawfreeze writer FILE PERIOD_US MINGAP_US
  *	The application of the write-stall measurement: a 64-byte pwrite()
@@ -45,6 +59,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +121,9 @@ ioctl(int fd, unsigned long req, ...)
 
 #else /* !THAWGUARD */
 
-enum mode { MODE_SEQ, MODE_PAR, MODE_SYNCPAR };
+enum mode { MODE_SEQ, MODE_PAR, MODE_SYNCPAR, MODE_VMPAR };
+
+#define VM_STACK (64 * 1024)
 
 static int *fds;
 static int nfds;
@@ -216,17 +233,57 @@ fork_all(pid_t *pids, int freeze)
 }
 
 static int
+vm_child(void *arg)
+{
+	int fd = *(int *)arg;
+
+	/* The exit status of this task; errno is the parent's (shared TLS). */
+	return ioctl(fd, FIFREEZE, 0) == -1 ? 1 : 0;
+}
+
+static int
+clone_all(pid_t *pids, char *stacks)
+{
+	int i, status, err = 0;
+
+	for (i = 0; i < nfds; i++) {
+		pids[i] = clone(vm_child, stacks + (size_t)(i + 1) * VM_STACK,
+		    CLONE_VM | SIGCHLD, &fds[i]);
+		if (pids[i] == -1) {
+			err = errno;
+			break;
+		}
+	}
+	for (i = 0; i < nfds && pids[i] != -1; i++) {
+		while (waitpid(pids[i], &status, 0) == -1 && errno == EINTR)
+			;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			err = err ? err : EIO;
+	}
+	return err;
+}
+
+static int
 cmd_freeze(int argc, char **argv)
 {
 	const char *root = NULL;
 	char rootrp[PATH_MAX];
 	enum mode mode = MODE_SEQ;
 	long long t0, t1, t2, t3;
-	int i, c, cycles = 1, err;
+	int i, c, cycles = 1, err, wait = 0;
+	char line[64];
 	struct sigaction sa;
+	char *stacks = NULL;
 	pid_t *pids;
+	int bsz;
 
 	while (argc > 0 && argv[0][0] == '-') {
+		if (strcmp(argv[0], "--wait") == 0) {
+			wait = 1;
+			argc--;
+			argv++;
+			continue;
+		}
 		if (strcmp(argv[0], "--root") == 0 && argc > 1)
 			root = argv[1];
 		else if (strcmp(argv[0], "--cycles") == 0 && argc > 1)
@@ -238,6 +295,8 @@ cmd_freeze(int argc, char **argv)
 				mode = MODE_PAR;
 			else if (strcmp(argv[1], "syncpar") == 0)
 				mode = MODE_SYNCPAR;
+			else if (strcmp(argv[1], "vmpar") == 0)
+				mode = MODE_VMPAR;
 			else
 				return 2;
 		} else
@@ -277,10 +336,24 @@ cmd_freeze(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (mode == MODE_VMPAR) {
+		if ((stacks = malloc((size_t)nfds * VM_STACK)) == NULL)
+			return 1;
+		/* Bind ioctl (and the shim's pointer to the real one) now. */
+		(void)ioctl(fds[0], FIGETBSZ, &bsz);
+	}
 	for (c = 0; c < cycles; c++) {
+		if (wait) {
+			printf("ready\n");
+			if (fflush(stdout) != 0 ||
+			    fgets(line, sizeof line, stdin) == NULL)
+				return 1;
+		}
 		err = 0;
 		t0 = now_ns();
-		if (mode == MODE_SEQ) {
+		if (mode == MODE_VMPAR) {
+			err = clone_all(pids, stacks);
+		} else if (mode == MODE_SEQ) {
 			for (i = 0; i < nfds && err == 0; i++)
 				if (ioctl(fds[i], FIFREEZE, 0) == -1)
 					err = errno;
@@ -309,6 +382,8 @@ cmd_freeze(int argc, char **argv)
 		printf("{\"n\": %d, \"freeze_ns\": %lld, \"thaw_ns\": %lld, "
 		       "\"t0\": %lld, \"t3\": %lld}\n",
 		    nfds, t1 - t0, t3 - t2, t0, t3);
+		if (wait && fflush(stdout) != 0)
+			return 1;
 	}
 	return fflush(stdout) == 0 ? 0 : 1;
 }
@@ -376,6 +451,53 @@ cmd_writer(int argc, char **argv)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
+static int
+cmd_hooks(int argc, char **argv)
+{
+	extern char **environ;
+	posix_spawn_file_actions_t fa;
+	long long t0, *passes;
+	int i, k, n, status;
+	char *hargv[3];
+	pid_t pid;
+
+	if (argc < 3 || (n = atoi(argv[0])) < 1) {
+		fprintf(stderr, "usage: rawfreeze hooks K ARG PATH...\n");
+		return 2;
+	}
+	if ((passes = calloc((size_t)n, sizeof *passes)) == NULL)
+		return 1;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	hargv[1] = argv[1];
+	hargv[2] = NULL;
+	for (k = 0; k < n; k++) {
+		t0 = now_ns();
+		for (i = 2; i < argc; i++) {
+			hargv[0] = argv[i];
+			if ((errno = posix_spawn(&pid, argv[i], &fa, NULL, hargv,
+				 environ)) != 0) {
+				perror(argv[i]);
+				return 1;
+			}
+			while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+				;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+				fprintf(stderr, "rawfreeze: %s: status 0x%x\n",
+				    argv[i], (unsigned int)status);
+				return 1;
+			}
+		}
+		passes[k] = now_ns() - t0;
+	}
+	printf("{\"passes_ns\": [");
+	for (k = 0; k < n; k++)
+		printf("%s%lld", k ? ", " : "", passes[k]);
+	printf("]}\n");
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -383,7 +505,9 @@ main(int argc, char **argv)
 		return cmd_freeze(argc - 2, argv + 2);
 	if (argc > 1 && strcmp(argv[1], "writer") == 0)
 		return cmd_writer(argc - 2, argv + 2);
-	fprintf(stderr, "usage: rawfreeze freeze|writer ...\n");
+	if (argc > 1 && strcmp(argv[1], "hooks") == 0)
+		return cmd_hooks(argc - 2, argv + 2);
+	fprintf(stderr, "usage: rawfreeze freeze|hooks|writer ...\n");
 	return 2;
 }
 
