@@ -143,7 +143,33 @@ dpkg-query -W -f '${Conffiles}\n' fsfreeze-agent | grep -q ' /etc/fsfreeze-agent
 pids=$(running)
 [ -z "$pids" ] || { echo "installing started the daemon: $pids" >&2; fail=1; }
 /usr/sbin/fsfreeze-agent -V >/dev/null 2>&1 ||
-	echo "note: /usr/sbin/fsfreeze-agent -V failed (daemon unfinished?)"
+	{ echo "/usr/sbin/fsfreeze-agent -V failed" >&2; fail=1; }
+/usr/sbin/fsfreeze-agent --check >"$work/check.log" 2>&1 ||
+	{ cat "$work/check.log" >&2; echo "--check with the installed configuration failed" >&2; fail=1; }
+# The installed daemon starts with the installed configuration, as the
+# unit starts it, but on a private socket (there is no virtio port here),
+# answers a host's sync, and exits 0 on SIGTERM.
+/usr/sbin/fsfreeze-agent -m unix-listen -p "$work/agent.sock" \
+    </dev/null >"$work/agent.log" 2>&1 &
+apid=$!
+python3 - "$work/agent.sock" <<'PYEOF' || { cat "$work/agent.log" >&2; echo "the installed daemon did not answer" >&2; fail=1; }
+import os, socket, sys, time
+deadline = time.monotonic() + 10
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(b'{"execute":"guest-sync-delimited","arguments":{"id":42}}\n')
+got = b""
+while not got.endswith(b"\n"):
+    got += s.recv(100)
+sys.exit(0 if got == b'\xff{"return": 42}\n' else 1)
+PYEOF
+kill -TERM "$apid" 2>/dev/null || true
+st=0
+wait "$apid" || st=$?
+[ "$st" -eq 0 ] || { echo "the installed daemon exited $st on SIGTERM" >&2; fail=1; }
 dpkg --purge fsfreeze-agent >"$work/purge.log" 2>&1 || {
 	cat "$work/purge.log" >&2
 	echo "dpkg --purge failed" >&2
@@ -156,4 +182,4 @@ if ! cmp -s "$work/before" "$work/after"; then
 	fail=1
 fi
 [ "$fail" -eq 0 ] || exit 1
-echo "install and purge: ok, nothing started, nothing left"
+echo "install, start, stop and purge: ok; installing started nothing, purging left nothing"
