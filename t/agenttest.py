@@ -7,6 +7,7 @@ stop(), which sends SIGTERM and returns the exit status. Only the standard
 library is used, so the tests run on a bare Debian 12 with python3.
 """
 
+import atexit
 import json
 import os
 import shutil
@@ -29,6 +30,8 @@ class TAP:
         self.failed = 0
         self.planned = plan
         self._cleanups = []
+        # A test that dies of an exception still stops its agents.
+        atexit.register(self.run_cleanups)
         if plan is not None:
             print("1..%d" % plan, flush=True)
 
