@@ -513,8 +513,15 @@ fsm_transition(struct fsm *f, enum fsm_state next)
 			ev_timer_start(a->loop, &f->autothaw_w);
 		}
 		if (f->quit) {
-			/* SIGTERM arrived while we were freezing. */
-			f->op = OP_SHUTDOWN;
+			/*
+			 * SIGTERM arrived after the freeze was done but before
+			 * this step ran: the host must not be told "frozen".
+			 */
+			fsm_set_error(f,
+			    "freeze aborted: the agent is "
+			    "shutting down");
+			free(f->undo_why);
+			f->undo_why = xstrdup("the agent is shutting down");
 			fsm_step(f, FSM_FS_THAWING);
 			break;
 		}
