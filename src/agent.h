@@ -538,7 +538,6 @@ struct request {
 	const struct command *cmd;
 	char *parse_error; /* the parser's desc for a malformed message */
 	unsigned long session;
-	double t_start;
 };
 typedef void cmd_exec_fn(struct agent *, struct request *);
 struct command {

@@ -349,7 +349,6 @@ cmd_exec(struct agent *a, struct request *rq)
 	size_t i, *order;
 	const char *k;
 
-	rq->t_start = mono_now();
 	if (rq->parse_error != NULL) {
 		log_debug("request rejected: %s", rq->parse_error);
 		cmd_fail(a, rq, "%s", rq->parse_error);
