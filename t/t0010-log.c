@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "tap.h"
+#include "evtest.h"
 
 static char tmpdir[] = "/tmp/t0010-XXXXXX";
 static char sockpath[256];
@@ -86,16 +87,6 @@ ms_sleep(int ms)
 		;
 }
 
-static double
-cpu_secs(void)
-{
-	struct rusage ru;
-
-	(void)getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
 /* The reader side: collect what arrives while the loop runs. */
 struct coll {
 	char **v;
@@ -128,25 +119,6 @@ rd_cb(struct ev_loop *loop, ev_io *w, int revents)
 		got.v = xreallocarray(got.v, got.n + 1, sizeof *got.v);
 		got.v[got.n++] = xstrdup(l);
 	}
-}
-
-static void
-break_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)w;
-	(void)revents;
-	ev_break(loop, EVBREAK_ONE);
-}
-
-static void
-run_for(double secs)
-{
-	ev_timer t;
-
-	ev_timer_init(&t, break_cb, secs, 0.);
-	ev_timer_start(EV_DEFAULT, &t);
-	ev_run(EV_DEFAULT, 0);
-	ev_timer_stop(EV_DEFAULT, &t);
 }
 
 /* Run the loop, reading, until want lines are in or timeout passes. */

@@ -12,6 +12,7 @@
 #include <pty.h>
 
 #include "tap.h"
+#include "evtest.h"
 
 static char tmpdir[] = "/tmp/t0030-XXXXXX";
 
@@ -59,25 +60,6 @@ in_is(const char *s)
 	    memcmp(buf_head(&cx.in), s, strlen(s)) == 0;
 }
 
-static void
-break_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)w;
-	(void)revents;
-	ev_break(loop, EVBREAK_ONE);
-}
-
-static void
-run_for(double secs)
-{
-	ev_timer t;
-
-	ev_timer_init(&t, break_cb, secs, 0.);
-	ev_timer_start(EV_DEFAULT, &t);
-	ev_run(EV_DEFAULT, 0);
-	ev_timer_stop(EV_DEFAULT, &t);
-}
-
 /* Run the loop until *flag reaches want or timeout passes. */
 static int
 run_until(const int *flag, int want, double timeout)
@@ -97,16 +79,6 @@ run_until_in(size_t n, double timeout)
 	while (buf_used(&cx.in) < n && mono_now() < end)
 		run_for(0.01);
 	return buf_used(&cx.in) >= n;
-}
-
-static double
-cpu_secs(void)
-{
-	struct rusage ru;
-
-	(void)getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* CPU seconds used by running the loop for secs. */
