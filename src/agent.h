@@ -237,19 +237,28 @@ struct proto_limits {
 #define PROTO_MAX_DEPTH 32
 struct proto *proto_new(const struct proto_limits *, proto_msg_fn *, void *);
 void proto_free(struct proto *);
-void proto_feed(struct proto *, const void *, size_t);
+/*
+ * Returns the bytes taken: all n, unless the callback called proto_hold(),
+ * which ends the feed right after the message (or error) it was called
+ * for; the caller feeds the rest again later.
+ */
+size_t proto_feed(struct proto *, const void *, size_t);
+void proto_hold(struct proto *);
 /* Drop any half-read message (new client, host hang-up). */
 void proto_reset(struct proto *);
 
 /* channel.c */
 /*
- * The channel owns the fd. Bytes read go to ch_data_fn; ch_reset_fn fires
- * when a new client or host session starts (the parser and the request
- * queue begin afresh). Output goes through a capped queue and a write
- * watcher; while output is over its high-water mark reading stops, so a
- * host that never reads replies cannot grow our memory.
+ * The channel owns the fd. Bytes read go to ch_data_fn, which returns how
+ * many it took: the rest stays in the channel, nothing more is read, and
+ * it is offered again from the loop once the channel is neither paused
+ * nor congested. ch_reset_fn fires when a new client or host session
+ * starts (the parser and the request queue begin afresh; bytes not taken
+ * are dropped). Output goes through a capped queue and a write watcher;
+ * while output is over its high-water mark reading stops, so a host that
+ * never reads replies cannot grow our memory.
  */
-typedef void ch_data_fn(void *arg, const char *, size_t);
+typedef size_t ch_data_fn(void *arg, const char *, size_t);
 typedef void ch_reset_fn(void *arg);
 struct channel;
 struct channel *channel_new(struct ev_loop *, enum channel_method,
@@ -602,7 +611,6 @@ struct agent {
 /* main.c */
 /* Apply a pending SIGHUP reload if the agent is thawed and idle. */
 void main_reload(struct agent *);
-#define RQ_MAX 64		  /* queued requests before reading pauses */
 #define RQ_TRIM_BYTES (32 * 1024) /* input between malloc_trim()s */
 
 #endif

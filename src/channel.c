@@ -72,6 +72,7 @@ struct channel {
 
 	struct buf out;
 	char *rbuf;
+	size_t roff, rlen; /* rbuf[roff, rlen): read, not taken yet */
 
 	ev_io rd_w;
 	ev_io wr_w;
@@ -79,6 +80,7 @@ struct channel {
 	ev_timer retry_w;
 	ev_signal sigio_w;
 	ev_prepare flush_w;
+	ev_idle take_w;
 };
 
 static void channel_read_cb(struct ev_loop *, ev_io *, int);
@@ -97,18 +99,68 @@ channel_is_port(const struct channel *ch)
 	    ch->method == CHANNEL_ISA_SERIAL;
 }
 
-/* rd_w runs exactly when a peer is there and nothing asks us to wait. */
+/*
+ * rd_w runs exactly when a peer is there, nothing asks us to wait and
+ * every byte read so far has been taken; take_w hands over bytes the
+ * data callback held back, once it may have them.
+ */
 static void
 channel_update_read(struct channel *ch)
 {
-	int want = ch->fd >= 0 && !ch->away && !ch->paused && !ch->congested &&
-	    !ch->eof;
+	int live = ch->fd >= 0 && !ch->away && !ch->paused && !ch->congested;
+	int held = ch->rlen > ch->roff;
+	int want = live && !held && !ch->eof;
 
 	if (want && !ev_is_active(&ch->rd_w)) {
 		ev_io_set(&ch->rd_w, ch->fd, EV_READ);
 		ev_io_start(ch->loop, &ch->rd_w);
 	} else if (!want && ev_is_active(&ch->rd_w))
 		ev_io_stop(ch->loop, &ch->rd_w);
+	if (live && held)
+		ev_idle_start(ch->loop, &ch->take_w);
+	else
+		ev_idle_stop(ch->loop, &ch->take_w);
+}
+
+/* Bytes the old peer sent and nobody took: they go with it. */
+static void
+channel_drop_input(struct channel *ch)
+{
+	ch->roff = ch->rlen = 0;
+	ev_idle_stop(ch->loop, &ch->take_w);
+}
+
+/*
+ * Offer the data callback what is read and not taken yet. What it leaves
+ * (a request that cannot start now, and everything after it) stays in
+ * rbuf, and no more is read until it is taken: the host's bytes wait in
+ * the kernel, not in our memory.
+ */
+static void
+channel_take(struct channel *ch)
+{
+	unsigned long session = ch->session;
+	size_t n = ch->rlen - ch->roff, used = n;
+
+	if (ch->data_cb != NULL)
+		used = ch->data_cb(ch->arg, ch->rbuf + ch->roff, n);
+	if (ch->session != session || ch->fd < 0)
+		channel_drop_input(ch); /* the callback ended the session */
+	else if (used >= n)
+		ch->roff = ch->rlen = 0;
+	else
+		ch->roff += used;
+	channel_update_read(ch);
+}
+
+static void
+channel_take_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct channel *ch = container_of(w, struct channel, take_w);
+
+	(void)loop;
+	(void)revents;
+	channel_take(ch);
 }
 
 static void
@@ -139,6 +191,7 @@ static void
 channel_new_session(struct channel *ch)
 {
 	ch->session++;
+	channel_drop_input(ch);
 	if (ch->reset_cb != NULL)
 		ch->reset_cb(ch->arg);
 }
@@ -321,6 +374,7 @@ channel_client_close(struct channel *ch)
 	channel_stop_output(ch);
 	ch->fd = safe_close(ch->fd);
 	ch->eof = 0;
+	channel_drop_input(ch);
 	channel_drop_output(ch);
 	if (ch->lfd >= 0)
 		ev_io_start(ch->loop, &ch->listen_w);
@@ -346,8 +400,9 @@ channel_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	n = read(ch->fd, ch->rbuf, CH_READ_SIZE);
 	if (n > 0) {
-		if (ch->data_cb != NULL)
-			ch->data_cb(ch->arg, ch->rbuf, (size_t)n);
+		ch->roff = 0;
+		ch->rlen = (size_t)n;
+		channel_take(ch);
 		return;
 	}
 	if (n < 0 &&
@@ -665,6 +720,7 @@ channel_new(struct ev_loop *loop, enum channel_method method, const char *path,
 	ev_timer_init(&ch->retry_w, channel_retry_cb, CH_RETRY, CH_RETRY);
 	ev_signal_init(&ch->sigio_w, channel_sigio_cb, SIGIO);
 	ev_prepare_init(&ch->flush_w, channel_flush_cb);
+	ev_idle_init(&ch->take_w, channel_take_cb);
 	return ch;
 }
 
@@ -717,6 +773,7 @@ channel_free(struct channel *ch)
 	ev_io_stop(ch->loop, &ch->rd_w);
 	ev_io_stop(ch->loop, &ch->listen_w);
 	ev_timer_stop(ch->loop, &ch->retry_w);
+	ev_idle_stop(ch->loop, &ch->take_w);
 	channel_stop_output(ch);
 	/* No O_ASYNC may outlive the SIGIO handler: SIGIO kills. */
 	(void)channel_set_async(ch, 0);

@@ -112,9 +112,18 @@ cmd_input(struct agent *a, struct jval *v, const char *desc)
 	*a->rq_tail = rq;
 	a->rq_tail = &rq->next;
 	a->rq_len++;
-	if (a->rq_len >= RQ_MAX)
-		channel_pause(a->ch, 1);
 	cmd_kick(a);
+	/*
+	 * It has to wait (a freeze is running, or the host is not reading
+	 * replies): parse nothing more until it starts. What the host sends
+	 * meanwhile waits unparsed in the channel and in the kernel, so the
+	 * queue never holds more than this one request and memory does not
+	 * grow with how far ahead a host pipelines.
+	 */
+	if (a->rq_head != NULL) {
+		proto_hold(a->proto);
+		channel_pause(a->ch, 1);
+	}
 }
 
 void
@@ -132,8 +141,8 @@ cmd_kick(struct agent *a)
 		if (a->rq_head == NULL)
 			a->rq_tail = &a->rq_head;
 		a->rq_len--;
-		if (a->rq_len == RQ_MAX / 2)
-			channel_pause(a->ch, 0);
+		if (a->rq_head == NULL)
+			channel_pause(a->ch, 0); /* cmd_input() held it */
 		rq->next = NULL;
 		a->rq_busy = 1;
 		a->rq_current = rq;

@@ -101,13 +101,15 @@ main_reload(struct agent *a)
 	    c->file != NULL ? c->file : "built-in defaults");
 }
 
-static void
+static size_t
 main_data_cb(void *arg, const char *p, size_t n)
 {
 	struct agent *a = arg;
+	size_t used;
 
-	a->rq_bytes_since_trim += n;
-	proto_feed(a->proto, p, n);
+	used = proto_feed(a->proto, p, n);
+	a->rq_bytes_since_trim += used;
+	return used;
 }
 
 static void

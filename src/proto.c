@@ -213,7 +213,8 @@ struct proto {
 
 	char desc[sizeof(PROTO_PERR) + PROTO_TOKMAX + 64];
 	int infeed;
-	int stop; /* reset or freed from the callback */
+	int stop; /* reset, freed or held from the callback */
+	int held; /* proto_hold(): the feed ends after this message */
 	int dead;
 };
 
@@ -1505,6 +1506,7 @@ proto_free(struct proto *p)
 	if (p->infeed) {
 		/* from the callback: proto_feed() frees it on its way out */
 		p->dead = p->stop = 1;
+		p->held = 0;
 		return;
 	}
 	proto_destroy(p);
@@ -1518,24 +1520,41 @@ proto_reset(struct proto *p)
 	proto_drop(p);
 	p->mode = PM_NORMAL;
 	/* from the callback: the rest of this feed belongs to the old peer */
-	if (p->infeed)
+	if (p->infeed) {
 		p->stop = 1;
+		p->held = 0;
+	}
 }
 
 /*
- * Not reentrant: a feed from inside the callback is ignored (the callback
- * may reset or free the parser, which ends the current feed).
+ * Called from the callback: this feed ends right after the message (or
+ * error) being delivered, and proto_feed() says how far it got. Cutting a
+ * feed there leaves the parser exactly as a feed of just those bytes
+ * would, so the rest can come back in a later feed.
  */
 void
+proto_hold(struct proto *p)
+{
+	if (p != NULL && p->infeed && !p->stop)
+		p->held = p->stop = 1;
+}
+
+/*
+ * Not reentrant: a feed from inside the callback takes nothing (the
+ * callback may reset or free the parser, which ends the current feed).
+ */
+size_t
 proto_feed(struct proto *p, const void *data, size_t n)
 {
 	const unsigned char *s = data;
 	size_t i = 0;
 
-	if (p == NULL || p->infeed || n == 0)
-		return;
+	if (p == NULL || n == 0)
+		return n;
+	if (p->infeed)
+		return 0;
 	p->infeed = 1;
-	p->stop = 0;
+	p->stop = p->held = 0;
 	p->span = 0;
 	p->tokstart = 0;
 	while (i < n && !p->stop) {
@@ -1551,10 +1570,14 @@ proto_feed(struct proto *p, const void *data, size_t n)
 			break;
 		}
 	}
-	if (!p->stop)
-		proto_feed_end(p, s, n);
-	p->pos += n;
+	/* Reset or freed: the rest belonged to the old peer, taken as read. */
+	if (!p->held)
+		i = n;
+	if (!p->stop || p->held)
+		proto_feed_end(p, s, i);
+	p->pos += i;
 	p->infeed = 0;
 	if (p->dead)
 		proto_destroy(p);
+	return i;
 }

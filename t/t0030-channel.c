@@ -18,17 +18,26 @@ static char tmpdir[] = "/tmp/t0030-XXXXXX";
 
 struct ctx {
 	struct buf in; /* what data_cb got */
+	size_t take;   /* data_cb takes at most this much, then pauses ch */
+	struct channel *ch;
+	int offers;    /* data_cb calls */
 	int resets;
 	int drains;
 };
 static struct ctx cx;
 
-static void
+/* As the agent does: take what it can, hold the rest and pause. */
+static size_t
 data_cb(void *arg, const char *p, size_t n)
 {
 	struct ctx *c = arg;
+	size_t k = n < c->take ? n : c->take;
 
-	(void)buf_add(&c->in, p, n);
+	c->offers++;
+	(void)buf_add(&c->in, p, k);
+	if (k < n && c->ch != NULL)
+		channel_pause(c->ch, 1);
+	return k;
 }
 
 static void
@@ -209,6 +218,7 @@ test_unix(void)
 
 	memset(&cx, 0, sizeof cx);
 	buf_init(&cx.in, 0);
+	cx.take = SIZE_MAX;
 	ch = channel_new(
 	    EV_DEFAULT, CHANNEL_UNIX_LISTEN, path, data_cb, reset_cb, &cx);
 	channel_set_drain_cb(ch, drain_cb);
@@ -259,6 +269,43 @@ test_unix(void)
 	    "unix: paused: nothing read");
 	channel_pause(ch, 0);
 	ok(run_until_in(6, 2.0) && in_is("paused"), "unix: resumed");
+	ctx_clear();
+
+	/*
+	 * A callback that takes part of a read holds the rest: nothing more
+	 * is read, and the rest comes back first once it resumes.
+	 */
+	cx.ch = ch;
+	cx.take = 2;
+	(void)write(c2, "abcdef", 6);
+	ok(run_until_in(2, 2.0) && in_is("ab"), "hold: the callback took 2");
+	(void)write(c2, "gh", 2);
+	cx.offers = 0;
+	run_for(0.1);
+	ok(in_is("ab") && cx.offers == 0 && !ev_is_active(&ch->rd_w) &&
+		!ev_is_active(&ch->take_w),
+	    "hold: paused, the rest is neither offered nor read past");
+	is_int(4, (int)(ch->rlen - ch->roff), "hold: 4 bytes held");
+	cx.take = 3;
+	channel_pause(ch, 0);
+	ok(run_until_in(5, 2.0) && in_is("abcde"),
+	    "hold: resumed, the held bytes come first");
+	cx.take = SIZE_MAX;
+	channel_pause(ch, 0);
+	ok(run_until_in(8, 2.0) && in_is("abcdefgh"),
+	    "hold: then the rest, then what was read after, in order");
+	cx.take = 1;
+	(void)write(c2, "xyz", 3);
+	ok(run_until_in(9, 2.0) && ch->rlen - ch->roff == 2,
+	    "hold: 2 bytes held again");
+	channel_peer_gone(ch);
+	ok(ch->fd < 0 && ch->rlen == ch->roff && !ev_is_active(&ch->take_w),
+	    "hold: the session ends, what it held goes with it");
+	cx.take = SIZE_MAX;
+	cx.ch = NULL;
+	channel_pause(ch, 0);
+	run_for(0.1);
+	ok(in_is("abcdefghx"), "hold: nothing held reaches anyone later");
 	ctx_clear();
 	(void)close(c2);
 	run_for(0.1);
@@ -350,6 +397,7 @@ test_isa(void)
 	(void)fcntl(m, F_SETFD, FD_CLOEXEC);
 	memset(&cx, 0, sizeof cx);
 	buf_init(&cx.in, 0);
+	cx.take = SIZE_MAX;
 	/* Garbage from before us: flushed at open. */
 	(void)write(m, "garbage", 7);
 	run_for(0.05);
@@ -428,6 +476,7 @@ test_virtio_fifo(void)
 		bail("mkfifo: %s", strerror(errno));
 	memset(&cx, 0, sizeof cx);
 	buf_init(&cx.in, 0);
+	cx.take = SIZE_MAX;
 	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	ch = channel_new(
 	    EV_DEFAULT, CHANNEL_VIRTIO_SERIAL, path, data_cb, reset_cb, &cx);
@@ -524,6 +573,7 @@ test_vsock(void)
 	snprintf(spec, sizeof spec, "-1:%u", port);
 	memset(&cx, 0, sizeof cx);
 	buf_init(&cx.in, 0);
+	cx.take = SIZE_MAX;
 	ch = channel_new(
 	    EV_DEFAULT, CHANNEL_VSOCK_LISTEN, spec, data_cb, reset_cb, &cx);
 	r = channel_open(ch);

@@ -21,6 +21,7 @@ struct rec {
 	struct proto *p;
 	int reset_at; /* proto_reset() from the callback at this call */
 	int free_at;  /* proto_free() from the callback at this call */
+	int hold;     /* proto_hold() from every callback */
 };
 
 static void
@@ -38,6 +39,8 @@ rec_cb(void *arg, struct jval *v, const char *desc)
 		r->nerr++;
 	}
 	(void)buf_addc(&r->out, '\n');
+	if (r->hold)
+		proto_hold(r->p);
 	if (r->reset_at == r->nval + r->nerr)
 		proto_reset(r->p);
 	if (r->free_at == r->nval + r->nerr) {
@@ -99,12 +102,51 @@ run_split(const char *in, size_t len, size_t k)
 	return rec_done(&r);
 }
 
-/* Whole, then split at every offset, then byte by byte: the same. */
+/*
+ * The transcript of in fed as the channel feeds it when the callback holds
+ * after every message: each feed ends right after the message it held
+ * for, and the next starts there (with pieces of at most step bytes, 0:
+ * the rest). A feed may take nothing: an error found at the first byte is
+ * said before the byte is skipped. *feeds and *calls count feeds and
+ * callbacks; *stuck says a feed stopped short without a message, or took
+ * more than it was given.
+ */
+static char *
+run_held(const char *in, size_t len, size_t step, int *feeds, int *calls,
+    int *stuck)
+{
+	struct rec r;
+	size_t off = 0, n, used;
+	int before;
+
+	rec_init(&r, NULL);
+	r.hold = 1;
+	*feeds = *stuck = 0;
+	while (off < len) {
+		n = step == 0 || len - off < step ? len - off : step;
+		before = r.nval + r.nerr;
+		used = proto_feed(r.p, in + off, n);
+		(*feeds)++;
+		if (used > n || (used < n && r.nval + r.nerr == before)) {
+			*stuck = 1;
+			break;
+		}
+		off += used;
+	}
+	*calls = r.nval + r.nerr;
+	return rec_done(&r);
+}
+
+/*
+ * Whole, then split at every offset, then byte by byte, then held after
+ * every message: the same.
+ */
 static void
 check_len(const char *in, size_t len, const char *want, const char *name)
 {
 	char *whole, *got;
 	size_t k, bad = 0, firstbad = 0;
+	int feeds, calls, stuck;
 
 	whole = run_step(in, len, 0);
 	if (!is_str(want, whole, "%s", name)) {
@@ -122,6 +164,11 @@ check_len(const char *in, size_t len, const char *want, const char *name)
 	got = run_step(in, len, 1);
 	if (strcmp(got, whole) != 0 && bad++ == 0)
 		diag("byte by byte: %s", got);
+	free(got);
+	got = run_held(in, len, 0, &feeds, &calls, &stuck);
+	if ((strcmp(got, whole) != 0 || stuck || feeds < calls) && bad++ == 0)
+		diag("held (%d feeds, %d calls%s): %s", feeds, calls,
+		    stuck ? ", stuck" : "", got);
 	free(got);
 	if (!ok(bad == 0, "%s: the same at every split offset", name))
 		diag("%zu differ, first at %zu", bad, firstbad);
@@ -401,6 +448,7 @@ test_packed(void)
 	struct buf in, want;
 	char *got;
 	size_t i;
+	int feeds, calls, stuck;
 
 	buf_init(&in, 0);
 	buf_init(&want, 0);
@@ -420,6 +468,19 @@ test_packed(void)
 	free(got);
 	got = run_step(buf_head(&in), buf_used(&in), 4096);
 	is_str(buf_head(&want), got, "... fed 4096 bytes at a time");
+	free(got);
+	got = run_held(
+	    buf_head(&in), buf_used(&in), 0, &feeds, &calls, &stuck);
+	is_str(buf_head(&want), got, "... held after every message");
+	ok(!stuck && feeds >= calls && calls > 50,
+	    "... each feed ends at its message (%d feeds, %d messages)", feeds,
+	    calls);
+	free(got);
+	got = run_held(
+	    buf_head(&in), buf_used(&in), 7, &feeds, &calls, &stuck);
+	is_str(buf_head(&want), got,
+	    "... held after every message, 7 bytes at a time");
+	ok(!stuck, "... every feed that stopped short gave a message");
 	free(got);
 	buf_free(&in);
 	buf_free(&want);
