@@ -62,9 +62,13 @@ struct buf {
 	size_t len;
 	size_t size;
 	size_t cap;
+	size_t peak; /* the most len has been since the last buf_shrink() */
+	int mapped;  /* buf_init_mapped(): data is a mapping of cap bytes */
 };
 void buf_init(struct buf *, size_t cap);
+void buf_init_mapped(struct buf *, size_t cap);
 void buf_free(struct buf *);
+void buf_shrink(struct buf *, size_t keep);
 void buf_reset(struct buf *);
 size_t buf_used(const struct buf *);
 const char *buf_head(const struct buf *);

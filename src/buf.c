@@ -3,10 +3,13 @@
 
 #include "config.h"
 
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -17,12 +20,57 @@ buf_init(struct buf *b, size_t cap)
 	b->cap = cap;
 }
 
+/*
+ * The whole cap reserved at once as an anonymous mapping: the data never
+ * moves, the heap never sees it, and only pages that have held data cost
+ * memory, until buf_shrink() gives them back. For a queue that swings
+ * between empty and large, such as a channel's output.
+ */
+void
+buf_init_mapped(struct buf *b, size_t cap)
+{
+	void *p;
+
+	buf_init(b, cap);
+	p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		fatal("mmap %zu bytes", cap);
+	b->data = p;
+	b->size = cap;
+	b->mapped = 1;
+}
+
 void
 buf_free(struct buf *b)
 {
-	free(b->data);
+	if (b->mapped)
+		(void)munmap(b->data, b->size);
+	else
+		free(b->data);
 	b->data = NULL;
-	b->off = b->len = b->size = 0;
+	b->off = b->len = b->size = b->peak = 0;
+	b->mapped = 0;
+}
+
+/* Empty: keep about keep bytes of storage, give the rest back. */
+void
+buf_shrink(struct buf *b, size_t keep)
+{
+	size_t pg = (size_t)getpagesize(), from;
+
+	if (buf_used(b) > 0)
+		return;
+	b->off = b->len = 0;
+	if (!b->mapped) {
+		if (b->size > keep)
+			buf_free(b);
+		return;
+	}
+	from = (keep + pg - 1) / pg * pg;
+	if (b->peak > from)
+		(void)madvise(b->data + from, b->peak - from, MADV_DONTNEED);
+	b->peak = 0;
 }
 
 void
@@ -79,6 +127,8 @@ buf_add(struct buf *b, const void *p, size_t n)
 		return r;
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
+	if (b->len > b->peak)
+		b->peak = b->len;
 	return 0;
 }
 

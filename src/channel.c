@@ -17,7 +17,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,10 +502,7 @@ again:
 	}
 	ev_io_stop(ch->loop, &ch->wr_w);
 	/* A burst grew the queue: give the memory back once it is empty. */
-	if (buf_used(&ch->out) == 0 && ch->out.size > CH_OUT_KEEP) {
-		buf_free(&ch->out);
-		(void)malloc_trim(0);
-	}
+	buf_shrink(&ch->out, CH_OUT_KEEP);
 	channel_check_drain(ch);
 	/*
 	 * The drain callback may have run requests whose replies are queued
@@ -712,7 +708,7 @@ channel_new(struct ev_loop *loop, enum channel_method method, const char *path,
 	ch->reset_cb = reset_cb;
 	ch->arg = arg;
 	ch->fd = ch->lfd = -1;
-	buf_init(&ch->out, CH_OUT_CAP);
+	buf_init_mapped(&ch->out, CH_OUT_CAP);
 	ch->rbuf = xmalloc(CH_READ_SIZE);
 	ev_io_init(&ch->rd_w, channel_read_cb, -1, EV_READ);
 	ev_io_init(&ch->wr_w, channel_write_cb, -1, EV_WRITE);

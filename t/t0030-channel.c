@@ -7,6 +7,7 @@
 
 #include "../src/channel.c"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <pty.h>
@@ -54,6 +55,20 @@ drain_cb(void *arg)
 	struct ctx *c = arg;
 
 	c->drains++;
+}
+
+/* KiB of a mapped buffer's storage that are in memory. */
+static size_t
+resident_kib(const struct buf *b)
+{
+	size_t pg = (size_t)getpagesize(), n = (b->size + pg - 1) / pg, i, k = 0;
+	unsigned char *vec = xcalloc(n, 1);
+
+	if (mincore(b->data, b->size, vec) == 0)
+		for (i = 0; i < n; i++)
+			k += vec[i] & 1;
+	free(vec);
+	return k * pg / 1024;
 }
 
 static void
@@ -362,6 +377,9 @@ test_unix(void)
 	ok(run_until_in(5, 2.0) && in_is("later"),
 	    "congest: reading resumed, the held input arrives");
 	ok(!ev_is_active(&ch->wr_w), "congest: wr_w stopped when empty");
+	ok(resident_kib(&ch->out) <= CH_OUT_KEEP / 1024,
+	    "congest: drained, the queue keeps %zu KiB resident (<= %zu)",
+	    resident_kib(&ch->out), CH_OUT_KEEP / 1024);
 	ev_io_stop(EV_DEFAULT, &cl_w);
 	ctx_clear();
 
