@@ -76,6 +76,7 @@ int buf_add(struct buf *, const void *, size_t);
 int buf_addc(struct buf *, char);
 int buf_adds(struct buf *, const char *);
 int buf_addf(struct buf *, const char *, ...) PRINTFLIKE(2, 3);
+int buf_addvf(struct buf *, const char *, va_list) PRINTFLIKE(2, 0);
 void buf_consume(struct buf *, size_t);
 
 /* fdutil.c */
@@ -575,6 +576,12 @@ void cmd_input(struct agent *, struct jval *, const char *desc);
 /* The session changed: drop queued requests' replies. */
 void cmd_reset(struct agent *);
 void cmd_reply_return(struct agent *, struct request *, const char *json);
+/*
+ * A reply built in place: cmd_reply_begin() gives the buffer to append the
+ * return value to, cmd_reply_end() closes the line and sends it.
+ */
+struct buf *cmd_reply_begin(struct agent *, struct request *);
+void cmd_reply_end(struct agent *, struct request *);
 void cmd_reply_error(struct agent *, struct request *, const char *klass,
     const char *fmt, ...) PRINTFLIKE(4, 5);
 /* The request is answered; start the next one. */
@@ -603,6 +610,7 @@ struct agent {
 	struct request **rq_tail;
 	size_t rq_len;
 	size_t rq_bytes_since_trim; /* input since the last malloc_trim */
+	struct buf reply; /* the reply being built, kept for the next */
 	int rq_busy;
 	int rq_kicking;
 	struct request *rq_current;

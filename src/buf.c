@@ -144,18 +144,39 @@ buf_adds(struct buf *b, const char *s)
 	return buf_add(b, s, strlen(s));
 }
 
+/* Formats in place: only text longer than the room left formats twice. */
+int
+buf_addvf(struct buf *b, const char *fmt, va_list ap)
+{
+	va_list aq;
+	size_t room = b->size - b->len;
+	int n, r;
+
+	va_copy(aq, ap);
+	n = vsnprintf(room > 0 ? b->data + b->len : NULL, room, fmt, aq);
+	va_end(aq);
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n >= room) {
+		if ((r = buf_reserve(b, (size_t)n + 1)) < 0)
+			return r;
+		(void)vsnprintf(b->data + b->len, b->size - b->len, fmt, ap);
+	}
+	b->len += (size_t)n;
+	if (b->len > b->peak)
+		b->peak = b->len;
+	return 0;
+}
+
 int
 buf_addf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
-	char *s;
-	int n, r;
+	int r;
 
 	va_start(ap, fmt);
-	n = xvasprintf(&s, fmt, ap);
+	r = buf_addvf(b, fmt, ap);
 	va_end(ap);
-	r = buf_add(b, s, (size_t)n);
-	free(s);
 	return r;
 }
 

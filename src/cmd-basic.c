@@ -38,26 +38,23 @@ static void
 cmd_info_exec(struct agent *a, struct request *rq)
 {
 	const struct command *c;
-	struct buf b;
+	struct buf *b = cmd_reply_begin(a, rq);
 	size_t i;
 
-	buf_init(&b, 0);
-	(void)buf_adds(&b, "{\"version\": ");
-	json_put_cstr(&b, PACKAGE_VERSION);
-	(void)buf_adds(&b, ", \"supported_commands\": [");
+	(void)buf_adds(b, "{\"version\": ");
+	json_put_cstr(b, PACKAGE_VERSION);
+	(void)buf_adds(b, ", \"supported_commands\": [");
 	/* Reverse registration order, as qemu-ga lists them. */
 	for (i = cmd_table_n; i-- > 0;) {
 		c = cmd_table[i];
-		(void)buf_addf(&b,
+		(void)buf_addf(b,
 		    "{\"enabled\": %s, \"name\": \"%s\", "
 		    "\"success-response\": %s}%s",
 		    (c->states & FSM_BIT(a->state)) ? "true" : "false", c->name,
 		    c->success_response ? "true" : "false", i > 0 ? ", " : "");
 	}
-	(void)buf_adds(&b, "]}");
-	(void)buf_addc(&b, '\0');
-	cmd_reply_return(a, rq, buf_head(&b));
-	buf_free(&b);
+	(void)buf_adds(b, "]}");
+	cmd_reply_end(a, rq);
 	cmd_done(a, rq);
 }
 

@@ -46,13 +46,8 @@ cmd_thaw_exec(struct agent *a, struct request *rq)
 static void
 cmd_report_exec(struct agent *a, struct request *rq)
 {
-	struct buf b;
-
-	buf_init(&b, 0);
-	fsm_report(a, &b);
-	(void)buf_addc(&b, '\0');
-	cmd_reply_return(a, rq, buf_head(&b));
-	buf_free(&b);
+	fsm_report(a, cmd_reply_begin(a, rq));
+	cmd_reply_end(a, rq);
 	cmd_done(a, rq);
 }
 

@@ -201,56 +201,77 @@ cmd_free_queue(struct agent *a)
 		request_free(a->rq_current);
 		a->rq_current = NULL;
 	}
+	buf_free(&a->reply);
 }
 
-/* Send a finished reply line if its session is still the current one. */
+/* Keep the reply buffer between replies, unless one was unusually long. */
+#define CMD_REPLY_KEEP ((size_t)8 * 1024)
+
+/* Send the finished reply line if its session is still the current one. */
 static void
-cmd_send(struct agent *a, struct request *rq, struct buf *b)
+cmd_send(struct agent *a, struct request *rq)
 {
+	struct buf *b = &a->reply;
+
 	if (rq->session == channel_session(a->ch))
 		(void)channel_write(a->ch, buf_head(b), buf_used(b));
-	buf_free(b);
+	buf_reset(b);
+	buf_shrink(b, CMD_REPLY_KEEP);
+}
+
+struct buf *
+cmd_reply_begin(struct agent *a, struct request *rq)
+{
+	struct buf *b = &a->reply;
+
+	buf_reset(b);
+	if (rq->cmd != NULL && rq->cmd->delimited)
+		(void)buf_addc(b, (char)0xff);
+	(void)buf_adds(b, "{\"return\": ");
+	return b;
+}
+
+void
+cmd_reply_end(struct agent *a, struct request *rq)
+{
+	struct buf *b = &a->reply;
+
+	if (rq->id != NULL) {
+		(void)buf_adds(b, ", \"id\": ");
+		json_put_val(b, rq->id);
+	}
+	(void)buf_adds(b, "}\n");
+	cmd_send(a, rq);
 }
 
 void
 cmd_reply_return(struct agent *a, struct request *rq, const char *json)
 {
-	struct buf b;
-
-	buf_init(&b, 0);
-	if (rq->cmd != NULL && rq->cmd->delimited)
-		(void)buf_addc(&b, (char)0xff);
-	(void)buf_adds(&b, "{\"return\": ");
-	(void)buf_adds(&b, json);
-	if (rq->id != NULL) {
-		(void)buf_adds(&b, ", \"id\": ");
-		json_put_val(&b, rq->id);
-	}
-	(void)buf_adds(&b, "}\n");
-	cmd_send(a, rq, &b);
+	(void)buf_adds(cmd_reply_begin(a, rq), json);
+	cmd_reply_end(a, rq);
 }
 
 static void PRINTFLIKE(4, 0) cmd_reply_verror(struct agent *a,
     struct request *rq, const char *klass, const char *fmt, va_list ap)
 {
-	struct buf b;
+	struct buf *b = &a->reply;
 	char *desc;
 
 	(void)xvasprintf(&desc, fmt, ap);
-	buf_init(&b, 0);
-	(void)buf_addc(&b, '{');
+	buf_reset(b);
+	(void)buf_addc(b, '{');
 	if (rq->id != NULL) {
-		(void)buf_adds(&b, "\"id\": ");
-		json_put_val(&b, rq->id);
-		(void)buf_adds(&b, ", ");
+		(void)buf_adds(b, "\"id\": ");
+		json_put_val(b, rq->id);
+		(void)buf_adds(b, ", ");
 	}
-	(void)buf_adds(&b, "\"error\": {\"class\": ");
-	json_put_cstr(&b, klass);
-	(void)buf_adds(&b, ", \"desc\": ");
-	json_put_cstr(&b, desc);
-	(void)buf_adds(&b, "}}\n");
+	(void)buf_adds(b, "\"error\": {\"class\": ");
+	json_put_cstr(b, klass);
+	(void)buf_adds(b, ", \"desc\": ");
+	json_put_cstr(b, desc);
+	(void)buf_adds(b, "}}\n");
 	free(desc);
-	cmd_send(a, rq, &b);
+	cmd_send(a, rq);
 }
 
 void
