@@ -7,13 +7,13 @@
 
 #include "../src/channel.c"
 
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <pty.h>
 
 #include "tap.h"
 #include "evtest.h"
+#include "memtest.h"
 
 static char tmpdir[] = "/tmp/t0030-XXXXXX";
 
@@ -21,7 +21,7 @@ struct ctx {
 	struct buf in; /* what data_cb got */
 	size_t take;   /* data_cb takes at most this much, then pauses ch */
 	struct channel *ch;
-	int offers;    /* data_cb calls */
+	int offers; /* data_cb calls */
 	int resets;
 	int drains;
 };
@@ -55,20 +55,6 @@ drain_cb(void *arg)
 	struct ctx *c = arg;
 
 	c->drains++;
-}
-
-/* KiB of a mapped buffer's storage that are in memory. */
-static size_t
-resident_kib(const struct buf *b)
-{
-	size_t pg = (size_t)getpagesize(), n = (b->size + pg - 1) / pg, i, k = 0;
-	unsigned char *vec = xcalloc(n, 1);
-
-	if (mincore(b->data, b->size, vec) == 0)
-		for (i = 0; i < n; i++)
-			k += vec[i] & 1;
-	free(vec);
-	return k * pg / 1024;
 }
 
 static void

@@ -112,8 +112,8 @@ run_split(const char *in, size_t len, size_t k)
  * more than it was given.
  */
 static char *
-run_held(const char *in, size_t len, size_t step, int *feeds, int *calls,
-    int *stuck)
+run_held(
+    const char *in, size_t len, size_t step, int *feeds, int *calls, int *stuck)
 {
 	struct rec r;
 	size_t off = 0, n, used;
@@ -469,15 +469,13 @@ test_packed(void)
 	got = run_step(buf_head(&in), buf_used(&in), 4096);
 	is_str(buf_head(&want), got, "... fed 4096 bytes at a time");
 	free(got);
-	got = run_held(
-	    buf_head(&in), buf_used(&in), 0, &feeds, &calls, &stuck);
+	got = run_held(buf_head(&in), buf_used(&in), 0, &feeds, &calls, &stuck);
 	is_str(buf_head(&want), got, "... held after every message");
 	ok(!stuck && feeds >= calls && calls > 50,
 	    "... each feed ends at its message (%d feeds, %d messages)", feeds,
 	    calls);
 	free(got);
-	got = run_held(
-	    buf_head(&in), buf_used(&in), 7, &feeds, &calls, &stuck);
+	got = run_held(buf_head(&in), buf_used(&in), 7, &feeds, &calls, &stuck);
 	is_str(buf_head(&want), got,
 	    "... held after every message, 7 bytes at a time");
 	ok(!stuck, "... every feed that stopped short gave a message");
