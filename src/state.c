@@ -60,22 +60,27 @@ state_dir_dev(const char *dir, dev_t *devp)
 	struct stat st;
 	char path[PATH_MAX], *p;
 
-	/* Like mkdir -p: a fresh /run has no fsfreeze-agent/ yet. */
-	if (strlen(dir) >= sizeof path)
-		return -ENAMETOOLONG;
-	(void)strcpy(path, dir);
-	for (p = path + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0755) == -1 && errno != EEXIST)
+	/* It is there on every freeze but the first: one stat(), no mkdir. */
+	if (stat(dir, &st) == -1) {
+		if (errno != ENOENT)
 			return -errno;
-		*p = '/';
+		/* Like mkdir -p: a fresh /run has no fsfreeze-agent/ yet. */
+		if (strlen(dir) >= sizeof path)
+			return -ENAMETOOLONG;
+		(void)strcpy(path, dir);
+		for (p = path + 1; *p != '\0'; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(path, 0755) == -1 && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+		if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+			return -errno;
+		if (stat(dir, &st) == -1)
+			return -errno;
 	}
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-		return -errno;
-	if (stat(dir, &st) == -1)
-		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
 	*devp = st.st_dev;
