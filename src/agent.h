@@ -302,6 +302,32 @@ void channel_idle(struct channel *);
 pid_t spawn_hook(char *const argv[], char *const envp[], int *outfd);
 pid_t spawn_worker(int (*fn)(void *), void *arg);
 
+/* worker.c */
+/*
+ * A pool of freeze workers (spawn_worker children) that run syncfs() or
+ * FIFREEZE on an fd passed to them, one call at a time each, and report
+ * the errno. worker_call() picks an idle worker or forks one and returns
+ * 0 or -errno; done(arg, err) comes later from the loop, never from inside
+ * worker_call(), with err 0, an errno, or WORKER_LOST (the worker died or
+ * was killed during the call: it may or may not have made it). Workers
+ * idle for WORKER_IDLE seconds exit.
+ */
+enum worker_op { WORKER_SYNCFS = 1, WORKER_FIFREEZE };
+#define WORKER_LOST (-1)
+#define WORKER_IDLE 5.0
+struct worker;
+typedef void worker_done_fn(void *arg, int err);
+int worker_call(struct ev_loop *, enum worker_op, int fd, worker_done_fn *,
+    void *arg, struct worker **);
+/* Forget w's call and kill it (a call not yet in its ioctl does nothing). */
+void worker_cancel(struct worker *);
+pid_t worker_pid(const struct worker *);
+/* Idle workers exit now; busy ones when their call is done. */
+void worker_close_idle(void);
+void worker_check_idle(void);
+size_t worker_count(void);
+void worker_set_idle(double secs);
+
 /* hook.c */
 enum hook_phase { HOOK_FREEZE, HOOK_THAW, HOOK_PHASE_MAX };
 const char *hook_phase_name(enum hook_phase);

@@ -65,10 +65,9 @@ struct freeze_slot {
 	int btrfs;
 	struct freeze_entry *e; /* by preference; e[0] is the target's point */
 	size_t ne;
-	pid_t pid; /* a worker is running */
-	ev_child child_w;
+	struct worker *w; /* its call is in flight */
 	double t0;
-	int killed; /* its FIFREEZE worker died by a signal */
+	int killed; /* its FIFREEZE worker died during the call */
 };
 
 struct freeze_priv {
@@ -140,10 +139,8 @@ static int freeze_order_cmp(const void *, const void *);
 static int freeze_fd_mnt_id(int, int *, dev_t *);
 static int freeze_open_entry(struct freeze_slot *, struct freeze_entry *, int *,
     dev_t *, char **, int *);
-static int freeze_sync_fn(void *);
-static int freeze_fifreeze_fn(void *);
-static int freeze_spawn(struct freeze_plan *, size_t);
-static void freeze_child_cb(struct ev_loop *, ev_child *, int);
+static int freeze_call(struct freeze_plan *, size_t);
+static void freeze_done_cb(void *, int);
 static void freeze_defer_cb(struct ev_loop *, ev_timer *, int);
 static void freeze_pump(struct freeze_plan *);
 static void freeze_finish(struct freeze_plan *);
@@ -541,7 +538,6 @@ freeze_plan_build(const struct mount_table *mt, const struct freeze_policy *pol,
 		s->major = m->major;
 		s->minor = m->minor;
 		s->btrfs = strcmp(m->fstype, "btrfs") == 0;
-		s->pid = -1;
 		for (pass = 0; pass < 4; pass++) {
 			for (j = 0; j < mt->n; j++) {
 				if (!c[j].ok || c[j].target != 0 ||
@@ -805,10 +801,8 @@ freeze_plan_free(struct freeze_plan *plan)
 			 * A worker still running is on its own now: kill it
 			 * (one not yet in its ioctl then freezes nothing).
 			 */
-			if (p->s[i].pid > 0) {
-				(void)kill(p->s[i].pid, SIGKILL);
-				ev_child_stop(p->loop, &p->s[i].child_w);
-			}
+			if (p->s[i].w != NULL)
+				worker_cancel(p->s[i].w);
 			for (k = 0; k < p->s[i].ne; k++)
 				free(p->s[i].e[k].point);
 			free(p->s[i].e);
@@ -837,104 +831,70 @@ freeze_plan_free(struct freeze_plan *plan)
 	free(plan);
 }
 
-/*
- * The workers. Each runs in a forked copy of the agent with the target's
- * fd inherited, so the loop keeps running while the kernel flushes: the
- * exit status is 0 or the errno.
- */
+/* The target's next call, syncfs or FIFREEZE, on a worker of the pool. */
 static int
-freeze_sync_fn(void *arg)
-{
-	const struct freeze_target *t = arg;
-
-	if (syncfs(t->fd) == -1)
-		return errno > 0 && errno < 256 ? errno : EIO;
-	return 0;
-}
-
-static int
-freeze_fifreeze_fn(void *arg)
-{
-	const struct freeze_target *t = arg;
-
-	if (ioctl(t->fd, FIFREEZE, 0) == -1)
-		return errno > 0 && errno < 256 ? errno : EIO;
-	return 0;
-}
-
-static int
-freeze_spawn(struct freeze_plan *plan, size_t i)
+freeze_call(struct freeze_plan *plan, size_t i)
 {
 	struct freeze_priv *p = plan->priv;
 	struct freeze_slot *s = &p->s[i];
-	pid_t pid;
+	int r;
 
 	s->t0 = mono_now();
-	pid = spawn_worker(
-	    p->phase == RUN_SYNC ? freeze_sync_fn : freeze_fifreeze_fn,
-	    &plan->t[i]);
-	if (pid < 0)
-		return (int)pid;
-	/* Before control returns to the loop: libev reaps every child. */
-	ev_child_init(&s->child_w, freeze_child_cb, pid, 0);
-	ev_child_start(p->loop, &s->child_w);
-	s->pid = pid;
+	if ((r = worker_call(p->loop,
+		 p->phase == RUN_SYNC ? WORKER_SYNCFS : WORKER_FIFREEZE,
+		 plan->t[i].fd, freeze_done_cb, s, &s->w)) < 0)
+		return r;
 	p->inflight++;
 	return 0;
 }
 
 static void
-freeze_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+freeze_done_cb(void *arg, int err)
 {
-	struct freeze_slot *s = container_of(w, struct freeze_slot, child_w);
+	struct freeze_slot *s = arg;
 	struct freeze_plan *plan = s->plan;
 	struct freeze_priv *p = plan->priv;
 	struct freeze_target *t = &plan->t[s - p->s];
-	int status = w->rstatus, err;
 
-	(void)revents;
-	ev_child_stop(loop, w);
-	s->pid = -1;
+	s->w = NULL;
 	p->inflight--;
 	if (p->phase == RUN_SYNC) {
 		/* FIFREEZE syncs again and reports what matters. */
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			log_debug("%s: syncfs '%s': status 0x%x", __func__,
-			    t->point, (unsigned int)status);
+		if (err != 0)
+			log_debug(
+			    "%s: syncfs '%s': %d", __func__, t->point, err);
 		freeze_pump(plan);
 		return;
 	}
 	t->secs = mono_now() - s->t0;
-	if (WIFEXITED(status)) {
-		err = WEXITSTATUS(status);
-		switch (err) {
-		case 0:
-			t->state = TARGET_FROZEN;
-			break;
-		case EOPNOTSUPP:
-			t->state = TARGET_UNSUPPORTED;
-			break;
-		case EBUSY:
-			/* Someone else's freeze: never ours to thaw. */
-			t->state = TARGET_BUSY;
-			break;
-		default:
-			t->state = TARGET_FAILED;
-			p->stop = 1;
-			break;
-		}
-		t->err = err;
-	} else {
+	switch (err) {
+	case 0:
+		t->state = TARGET_FROZEN;
+		break;
+	case EOPNOTSUPP:
+		t->state = TARGET_UNSUPPORTED;
+		break;
+	case EBUSY:
+		/* Someone else's freeze: never ours to thaw. */
+		t->state = TARGET_BUSY;
+		break;
+	case WORKER_LOST:
 		/*
 		 * Killed (SIGKILL, the OOM killer): its FIFREEZE may or may
 		 * not have happened. Fail the freeze, and let the thaw try
 		 * this fd too rather than leave it frozen for good.
 		 */
 		t->state = TARGET_FAILED;
-		t->err = EINTR;
+		err = EINTR;
 		s->killed = 1;
 		p->stop = 1;
+		break;
+	default:
+		t->state = TARGET_FAILED;
+		p->stop = 1;
+		break;
 	}
+	t->err = err;
 	/* The thaw has started meanwhile: what froze late thaws now. */
 	if (p->thawing && (t->state == TARGET_FROZEN || s->killed))
 		(void)freeze_fithaw(t, s);
@@ -990,7 +950,7 @@ freeze_pump(struct freeze_plan *plan)
 				continue;
 			if (p->phase == RUN_FREEZE && plan->t_frozen == 0)
 				plan->t_frozen = mono_now();
-			if ((r = freeze_spawn(plan, i)) < 0) {
+			if ((r = freeze_call(plan, i)) < 0) {
 				t->state = TARGET_FAILED;
 				t->err = -r;
 				p->stop = 1;

@@ -296,6 +296,8 @@ main(int argc, char **argv)
 	cmd_free_queue(a);
 	proto_free(a->proto);
 	fsm_free(a);
+	/* Kept freeze workers exit at EOF on their sockets. */
+	worker_close_idle();
 	log_stop();
 	conf_free(a->conf);
 	ev_loop_destroy(a->loop);

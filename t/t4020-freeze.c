@@ -20,6 +20,7 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -329,6 +330,8 @@ allow_dev(dev_t dev)
 	if (setenv("FSFREEZE_GUARD_DEVS", buf_head(&allow), 1) == -1)
 		bail("setenv: %s", strerror(errno));
 	allow.len--; /* drop the NUL again */
+	/* Workers kept from an earlier freeze have the old list: new ones. */
+	worker_close_idle();
 }
 
 /* Record a mount that exists now; keep an fd for probes and cleanup. */
@@ -774,6 +777,132 @@ test_cycle(void)
 	    "all probed thawed");
 	is_int(0, (long long)freeze_thaw(plan), "a second thaw: 0");
 	freeze_plan_free(plan);
+	policy_reset();
+}
+
+/* The worker pids in the guard log, each once. */
+static size_t
+guard_pids(long *pids, size_t max)
+{
+	struct gline g[256];
+	size_t n, i, j, k = 0;
+
+	n = guard_read(g, nitems(g));
+	for (i = 0; i < n; i++) {
+		if (g[i].pid == (long)getpid())
+			continue;
+		for (j = 0; j < k && pids[j] != g[i].pid; j++)
+			;
+		if (j == k && k < max)
+			pids[k++] = g[i].pid;
+	}
+	return k;
+}
+
+/* A kept worker holds only fds 0-3 (3: its socket) and says what it is. */
+static int
+worker_clean(long pid)
+{
+	char path[64], comm[32] = "";
+	struct dirent *de;
+	DIR *d;
+	int bad = 0;
+	FILE *f;
+
+	(void)snprintf(path, sizeof path, "/proc/%ld/fd", pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.' && atoi(de->d_name) > 3)
+			bad++;
+	(void)closedir(d);
+	(void)snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(comm, sizeof comm, f) == NULL)
+			comm[0] = '\0';
+		(void)fclose(f);
+	}
+	return bad == 0 && strcmp(comm, "fsfa-worker\n") == 0;
+}
+
+/* Run the loop for secs. */
+static void
+loop_for(double secs)
+{
+	ev_timer t;
+
+	ev_timer_init(&t, deadline_cb, secs, 0.);
+	t.data = &(struct result){ 0 };
+	ev_timer_start(EV_DEFAULT, &t);
+	ev_run(EV_DEFAULT, 0);
+	ev_timer_stop(EV_DEFAULT, &t);
+}
+
+/*
+ * The pool: one worker per target syncs and freezes, is kept, serves the
+ * next freeze without a fork, keeps nothing of the agent, is replaced when
+ * it died unseen, and exits once idle.
+ */
+static void
+test_pool(void)
+{
+	struct freeze_plan *plan;
+	struct result res;
+	long first[8], again[8];
+	size_t nfirst, nagain, i, j;
+	siginfo_t si;
+	int sub = 1, clean = 1, gone = 1;
+
+	worker_close_idle();
+	sl_add(&inc, e1->path);
+	sl_add(&inc, x1->path);
+	plan = plan_make(0);
+	guard_reset();
+	ok(freeze_run(plan, &res) == 0 && res.r == 0 && freeze_count(plan) == 2,
+	    "pool: 2 frozen");
+	nfirst = guard_pids(first, nitems(first));
+	is_int(2, (long long)nfirst,
+	    "pool: 2 workers did the syncfs and FIFREEZE");
+	is_int(
+	    2, (long long)worker_count(), "pool: both kept after the freeze");
+	for (i = 0; i < nfirst; i++)
+		clean &= worker_clean(first[i]);
+	ok(clean, "pool: a kept worker holds fds 0-3 only and is fsfa-worker");
+	is_int(2, (long long)freeze_thaw(plan), "pool: thaw: 2");
+	freeze_plan_free(plan);
+
+	plan = plan_make(0);
+	guard_reset();
+	ok(freeze_run(plan, &res) == 0 && res.r == 0 && freeze_count(plan) == 2,
+	    "pool: the next freeze: 2 frozen");
+	nagain = guard_pids(again, nitems(again));
+	for (i = 0; i < nagain; i++) {
+		for (j = 0; j < nfirst && first[j] != again[i]; j++)
+			;
+		sub &= j < nfirst;
+	}
+	ok(nagain > 0 && sub, "pool: ... by the same workers, no fork");
+	is_int(2, (long long)freeze_thaw(plan), "pool: thaw: 2");
+	freeze_plan_free(plan);
+
+	/* One dies while idle; the loop does not run before the next call. */
+	(void)kill((pid_t)first[0], SIGKILL);
+	(void)waitid(P_PID, (id_t)first[0], &si, WEXITED | WNOWAIT);
+	plan = plan_make(0);
+	ok(freeze_run(plan, &res) == 0 && res.r == 0 && freeze_count(plan) == 2,
+	    "pool: a worker that died unseen is replaced: 2 frozen");
+	is_int(2, (long long)freeze_thaw(plan), "pool: thaw: 2");
+	freeze_plan_free(plan);
+
+	worker_set_idle(0.2);
+	worker_check_idle();
+	loop_for(0.6);
+	is_int(0, (long long)worker_count(), "pool: idle workers exit");
+	nagain = guard_pids(again, nitems(again));
+	for (i = 0; i < nagain; i++)
+		gone &= kill((pid_t)again[i], 0) == -1 && errno == ESRCH;
+	ok(gone, "pool: ... and are reaped");
+	worker_set_idle(WORKER_IDLE);
 	policy_reset();
 }
 
@@ -1231,6 +1360,7 @@ main(int argc, char **argv)
 
 	test_empty();
 	test_cycle();
+	test_pool();
 	test_foreign();
 	test_overmount();
 	test_exclude();
