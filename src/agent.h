@@ -291,13 +291,16 @@ void channel_idle(struct channel *);
 
 /* spawn.c */
 /*
- * The only fork()s. spawn_hook: argv[0] absolute, stdin /dev/null, stdout
- * and stderr into a new pipe whose read end (O_NONBLOCK, O_CLOEXEC) is
- * returned in *outfd; own session and process group; every signal default
- * and an empty mask; every other descriptor closed. spawn_worker: a child
- * that runs fn(arg) and _exit()s with its return value (0..255), for the
- * kernel calls that can block (syncfs, FIFREEZE). Both return the pid or
- * -errno; the caller starts an ev_child for it before returning to the loop.
+ * The only child processes. spawn_hook (posix_spawn where the C library
+ * can, else fork): argv[0] absolute, stdin /dev/null, stdout and stderr
+ * into a new pipe whose read end (O_NONBLOCK, O_CLOEXEC) is returned in
+ * *outfd; own session and process group; every signal default and an
+ * empty mask; every other descriptor closed; cwd /. A hook that cannot be
+ * exec'd is -errno here under posix_spawn, exit 127 under fork. spawn_worker:
+ * a forked child that runs fn(arg) and _exit()s with its return value
+ * (0..255), for the kernel calls that can block (worker.c). Both return
+ * the pid or -errno; the caller starts an ev_child for it before returning
+ * to the loop.
  */
 pid_t spawn_hook(char *const argv[], char *const envp[], int *outfd);
 pid_t spawn_worker(int (*fn)(void *), void *arg);
