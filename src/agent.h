@@ -316,6 +316,14 @@ pid_t spawn_worker(int (*fn)(void *), void *arg);
  * idle for WORKER_IDLE seconds exit.
  */
 enum worker_op { WORKER_SYNCFS = 1, WORKER_FIFREEZE };
+/*
+ * Calls in flight at once. Independent filesystems freeze in parallel
+ * because each FIFREEZE of a clean filesystem mostly waits for RCU grace
+ * periods (~30 ms), which overlap; the cap keeps a guest with hundreds of
+ * filesystems from forking hundreds of processes at once (its process
+ * limit). Past it, a call waits for a worker to come free.
+ */
+#define WORKER_MAX 64
 #define WORKER_LOST (-1)
 #define WORKER_IDLE 5.0
 struct worker;

@@ -11,13 +11,11 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +27,6 @@
 
 #include "agent.h"
 
-/*
- * Workers running at once. Independent filesystems freeze in parallel
- * because each FIFREEZE of a clean filesystem mostly waits for RCU grace
- * periods (~30 ms), which overlap; the cap keeps a guest with hundreds of
- * filesystems from forking hundreds of processes at once (its process
- * limit). Past it, a worker starts as another one exits.
- */
-#define FREEZE_MAX_WORKERS 64
 /* Loop devices stacked on loop devices: the deepest chain we follow. */
 #define FREEZE_MAX_CHAIN 16
 
@@ -940,8 +930,8 @@ freeze_pump(struct freeze_plan *plan)
 	int r;
 
 	for (;;) {
-		while (!p->stop && p->inflight < FREEZE_MAX_WORKERS &&
-		    p->next < plan->n) {
+		while (
+		    !p->stop && p->inflight < WORKER_MAX && p->next < plan->n) {
 			t = &plan->t[p->next];
 			if (p->phase == RUN_FREEZE && t->wave != p->wave)
 				break;

@@ -34,9 +34,6 @@
 
 #include "agent.h"
 
-/* The most workers at once; a wave with more targets waits for some. */
-#define WORKER_MAX 64
-
 struct worker {
 	struct worker *next;
 	pid_t pid;
@@ -168,6 +165,7 @@ worker_lost(struct worker *w)
 		done(arg, WORKER_LOST);
 }
 
+/* A new worker, or NULL with errno set. */
 static struct worker *
 worker_new(void)
 {
@@ -175,15 +173,14 @@ worker_new(void)
 	int sv[2];
 	pid_t pid;
 
+	/* Our end needs no O_NONBLOCK: every call on it is MSG_DONTWAIT. */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return NULL;
 	pid = spawn_worker(worker_main, &sv[1]);
 	(void)close(sv[1]);
-	if (pid < 0 || fd_set_nonblock(sv[0]) < 0) {
-		if (pid > 0)
-			(void)kill(pid, SIGKILL); /* libev reaps it */
+	if (pid < 0) {
 		(void)close(sv[0]);
-		errno = pid < 0 ? (int)-pid : errno;
+		errno = (int)-pid;
 		return NULL;
 	}
 	w = xcalloc(1, sizeof *w);

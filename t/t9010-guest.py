@@ -145,7 +145,9 @@ def check(cond, name):
 
 
 def agent_pid():
-    out = sh.out("pidof %s" % NAME).split()
+    # Not its freeze workers: forks of the same binary, named fsfa-worker.
+    out = sh.out("for p in $(pidof %s); do [ \"$(cat /proc/$p/comm)\" = %s ] "
+                 "&& echo $p; done" % (NAME, NAME)).split()
     return int(out[0]) if len(out) == 1 else None
 
 
