@@ -47,6 +47,17 @@ struct worker {
 /* The socket's number in the worker. */
 #define WORKER_FD 3
 
+/* A call as the loop sends it and the worker reads it: the op and one fd. */
+struct worker_msg {
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	unsigned char op;
+};
+
 static struct {
 	struct ev_loop *loop;
 	struct worker *all;
@@ -55,6 +66,7 @@ static struct {
 	double idle; /* seconds an idle pool is kept */
 } pool = { .idle = WORKER_IDLE };
 
+static void worker_msg_init(struct worker_msg *);
 static int worker_main(void *);
 static void worker_unlink(struct worker *);
 static void worker_destroy(struct worker *);
@@ -64,6 +76,18 @@ static int worker_read(struct worker *);
 static void worker_io_cb(struct ev_loop *, ev_io *, int);
 static void worker_child_cb(struct ev_loop *, ev_child *, int);
 static void worker_idle_cb(struct ev_loop *, ev_timer *, int);
+
+static void
+worker_msg_init(struct worker_msg *m)
+{
+	memset(m, 0, sizeof *m);
+	m->iov.iov_base = &m->op;
+	m->iov.iov_len = sizeof m->op;
+	m->msg.msg_iov = &m->iov;
+	m->msg.msg_iovlen = 1;
+	m->msg.msg_control = m->u.buf;
+	m->msg.msg_controllen = sizeof m->u.buf;
+}
 
 /*
  * The worker process: a forked copy of the agent with its signals set by
@@ -75,14 +99,8 @@ static int
 worker_main(void *arg)
 {
 	int sock = *(int *)arg, fd, err;
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr msg;
+	struct worker_msg m;
 	struct cmsghdr *cm;
-	struct iovec iov;
-	unsigned char op;
 	ssize_t n;
 
 	(void)prctl(PR_SET_NAME, "fsfa-worker", 0, 0, 0);
@@ -95,20 +113,14 @@ worker_main(void *arg)
 		for (fd = WORKER_FD + 1; fd < 65536; fd++)
 			(void)close(fd);
 	for (;;) {
-		memset(&msg, 0, sizeof msg);
-		iov.iov_base = &op;
-		iov.iov_len = sizeof op;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_control = u.buf;
-		msg.msg_controllen = sizeof u.buf;
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+		worker_msg_init(&m);
+		n = recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return 0; /* the agent closed the pool, or is gone */
 		fd = -1;
-		cm = CMSG_FIRSTHDR(&msg);
+		cm = CMSG_FIRSTHDR(&m.msg);
 		if (cm != NULL && cm->cmsg_level == SOL_SOCKET &&
 		    cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
@@ -116,9 +128,9 @@ worker_main(void *arg)
 		err = 0;
 		if (fd < 0)
 			err = EBADF;
-		else if (op == WORKER_SYNCFS)
+		else if (m.op == WORKER_SYNCFS)
 			err = syncfs(fd) == -1 ? errno : 0;
-		else if (op == WORKER_FIFREEZE)
+		else if (m.op == WORKER_FIFREEZE)
 			err = ioctl(fd, FIFREEZE, 0) == -1 ? errno : 0;
 		else
 			err = EINVAL;
@@ -289,15 +301,9 @@ int
 worker_call(struct ev_loop *loop, enum worker_op op, int fd,
     worker_done_fn *done, void *arg, struct worker **wp)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr msg;
+	struct worker_msg m;
 	struct cmsghdr *cm;
-	struct iovec iov;
 	struct worker *w;
-	unsigned char b = (unsigned char)op;
 	int tries;
 
 	if (pool.loop == NULL) {
@@ -314,21 +320,15 @@ worker_call(struct ev_loop *loop, enum worker_op op, int fd,
 			if ((w = worker_new()) == NULL)
 				return -errno;
 		}
-		memset(&msg, 0, sizeof msg);
-		memset(&u, 0, sizeof u);
-		iov.iov_base = &b;
-		iov.iov_len = sizeof b;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_control = u.buf;
-		msg.msg_controllen = sizeof u.buf;
-		cm = CMSG_FIRSTHDR(&msg);
+		worker_msg_init(&m);
+		m.op = (unsigned char)op;
+		cm = CMSG_FIRSTHDR(&m.msg);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-		if (sendmsg(w->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) ==
-		    (ssize_t)sizeof b) {
+		if (sendmsg(w->fd, &m.msg, MSG_NOSIGNAL | MSG_DONTWAIT) ==
+		    (ssize_t)sizeof m.op) {
 			w->done = done;
 			w->arg = arg;
 			ev_io_start(pool.loop, &w->io_w);
