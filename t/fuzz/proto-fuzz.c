@@ -5,8 +5,10 @@
  * by byte, with the default limits and with small ones. It aborts when a
  * value or error line written the way replies are written is not one line
  * of ASCII valid JSON, when the feeds disagree (results must not depend on
- * the split), when yajl and the scanner disagree (nbug), or when the tree
- * held for an open message outgrows its limit.
+ * the split, nor on the callback holding the parser after every message
+ * and the rest being fed again, as the channel does), when yajl and the
+ * scanner disagree (nbug), or when the tree held for an open message
+ * outgrows its limit.
  *
  *   CC=clang ./configure --enable-fuzzing && make fuzz
  *   t/fuzz/proto-fuzz -max_total_time=60 t/fuzz/corpus
@@ -28,6 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 struct fz {
 	struct buf out;
 	size_t nlines;
+	struct proto *p;
+	int hold; /* proto_hold() after every message */
 };
 
 /* One whole JSON text of printable ASCII, or abort. */
@@ -82,6 +86,8 @@ fz_cb(void *arg, struct jval *v, const char *desc)
 	(void)buf_addc(&f->out, '\n');
 	f->nlines++;
 	buf_free(&line);
+	if (f->hold)
+		proto_hold(f->p);
 }
 
 static size_t
@@ -124,19 +130,23 @@ fz_check_bounds(const struct proto *p)
 	}
 }
 
-/* step 0: whole; SIZE_MAX: chunk sizes from seed; else fixed steps. */
+/*
+ * step 0: whole; SIZE_MAX: chunk sizes from seed; else fixed steps. hold:
+ * every feed ends after its first message and the rest is fed again.
+ */
 static char *
 fz_run(const uint8_t *data, size_t size, const struct proto_limits *lim,
-    size_t step, unsigned int seed, size_t *len)
+    size_t step, unsigned int seed, int hold, size_t *len)
 {
 	struct fz f;
 	struct proto *p;
-	size_t off = 0, n;
+	size_t off = 0, n, used, before;
 	char *s;
 
 	buf_init(&f.out, 0);
 	f.nlines = 0;
-	p = proto_new(lim, fz_cb, &f);
+	f.hold = hold;
+	p = f.p = proto_new(lim, fz_cb, &f);
 	while (off < size) {
 		if (step == 0)
 			n = size;
@@ -147,8 +157,14 @@ fz_run(const uint8_t *data, size_t size, const struct proto_limits *lim,
 			n = step;
 		if (n > size - off)
 			n = size - off;
-		proto_feed(p, data + off, n);
-		off += n;
+		before = f.nlines;
+		used = proto_feed(p, data + off, n);
+		/* Short only when held, and then only after a message. */
+		if (used > n || (used < n && (!hold || f.nlines == before))) {
+			fprintf(stderr, "feed of %zu took %zu\n", n, used);
+			abort();
+		}
+		off += used;
 		if (step != 1)
 			fz_check_bounds(p);
 	}
@@ -188,12 +204,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	seed = (size > 0 ? data[0] : 0) | (size > 1 ? data[1] << 8 : 0);
 	for (k = 0; k < nitems(lims); k++) {
-		whole = fz_run(data, size, lims[k], 0, seed, &wlen);
-		other = fz_run(data, size, lims[k], SIZE_MAX, seed, &olen);
+		whole = fz_run(data, size, lims[k], 0, seed, 0, &wlen);
+		other = fz_run(data, size, lims[k], SIZE_MAX, seed, 0, &olen);
 		fz_compare("random chunks", whole, wlen, other, olen);
 		free(other);
+		other = fz_run(data, size, lims[k], 0, seed, 1, &olen);
+		fz_compare(
+		    "held after every message", whole, wlen, other, olen);
+		free(other);
+		other = fz_run(data, size, lims[k], SIZE_MAX, seed, 1, &olen);
+		fz_compare("held, random chunks", whole, wlen, other, olen);
+		free(other);
 		if (size <= 2048) {
-			other = fz_run(data, size, lims[k], 1, seed, &olen);
+			other = fz_run(data, size, lims[k], 1, seed, 0, &olen);
 			fz_compare("byte by byte", whole, wlen, other, olen);
 			free(other);
 		}
