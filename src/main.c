@@ -4,7 +4,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +17,39 @@
 
 enum { OPT_CHECK = 256, OPT_THAW };
 
-static const struct option longopts[] = {
-	{ "config", required_argument, NULL, 'c' },
-	{ "method", required_argument, NULL, 'm' },
-	{ "path", required_argument, NULL, 'p' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "version", no_argument, NULL, 'V' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "check", no_argument, NULL, OPT_CHECK },
-	{ "thaw", no_argument, NULL, OPT_THAW },
-	{ NULL, 0, NULL, 0 },
+/*
+ * The command line, read by main_args() rather than getopt_long(3) but
+ * with its grammar: short options bundled (-vV) or with the argument
+ * attached (-cFILE), long ones with =VALUE or the next word, "--" ends
+ * the options; unlike getopt_long, no abbreviated long options and no
+ * options after the first operand (there are no operands). The reason is
+ * memory: getopt_long is the one routine the agent would call from a
+ * 64 KiB stretch of libc's text that nothing else of ours touches, and
+ * the kernel maps such a stretch whole at the first call (fault-around):
+ * 30-60 kB of an RSS that issue 2 budgets at 2 MiB.
+ */
+struct main_opt {
+	const char *name;
+	int id; /* the short option, or OPT_* */
+	int has_arg;
+};
+static const struct main_opt main_opts[] = {
+	{ "config", 'c', 1 },
+	{ "method", 'm', 1 },
+	{ "path", 'p', 1 },
+	{ "verbose", 'v', 0 },
+	{ "version", 'V', 0 },
+	{ "help", 'h', 0 },
+	{ "check", OPT_CHECK, 0 },
+	{ "thaw", OPT_THAW, 0 },
+};
+
+struct main_args {
+	const char *conf_file;
+	int conf_required;
+	const char *method;
+	const char *path;
+	int verbose, version, help, check, thaw;
 };
 
 static void
@@ -52,6 +74,125 @@ usage(FILE *fp)
 	    "                      file) and run the owed thaw hooks, then "
 	    "exit\n",
 	    AGENT_NAME, AGENT_NAME, AGENT_NAME, DEFAULT_CONF);
+}
+
+static void
+main_arg_set(struct main_args *o, const struct main_opt *opt, const char *v)
+{
+	switch (opt->id) {
+	case 'c':
+		o->conf_file = v;
+		o->conf_required = 1;
+		break;
+	case 'm':
+		o->method = v;
+		break;
+	case 'p':
+		o->path = v;
+		break;
+	case 'v':
+		o->verbose = 1;
+		break;
+	case 'V':
+		o->version = 1;
+		break;
+	case 'h':
+		o->help = 1;
+		break;
+	case OPT_CHECK:
+		o->check = 1;
+		break;
+	case OPT_THAW:
+		o->thaw = 1;
+		break;
+	}
+}
+
+static const struct main_opt *
+main_opt_find(const char *name, size_t len, int id)
+{
+	size_t k;
+
+	for (k = 0; k < nitems(main_opts); k++) {
+		if (name != NULL ? strlen(main_opts[k].name) == len &&
+			    strncmp(main_opts[k].name, name, len) == 0
+				 : main_opts[k].id == id)
+			return &main_opts[k];
+	}
+	return NULL;
+}
+
+/* 0, or -1 after saying on stderr what is wrong. */
+static int
+main_args(int argc, char **argv, struct main_args *o)
+{
+	const struct main_opt *opt;
+	const char *s, *eq;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		s = argv[i];
+		if (strcmp(s, "--") == 0) {
+			i++;
+			break;
+		}
+		if (s[0] != '-' || s[1] == '\0')
+			break; /* an operand */
+		if (s[1] == '-') {
+			s += 2;
+			eq = strchr(s, '=');
+			opt = main_opt_find(
+			    s, eq != NULL ? (size_t)(eq - s) : strlen(s), 0);
+			if (opt == NULL) {
+				fprintf(stderr, "%s: unknown option '%s'\n",
+				    AGENT_NAME, argv[i]);
+				return -1;
+			}
+			if (!opt->has_arg && eq != NULL) {
+				fprintf(stderr,
+				    "%s: option '--%s' takes no argument\n",
+				    AGENT_NAME, opt->name);
+				return -1;
+			}
+			if (opt->has_arg && eq == NULL && i + 1 == argc) {
+				fprintf(stderr,
+				    "%s: option '--%s' needs an argument\n",
+				    AGENT_NAME, opt->name);
+				return -1;
+			}
+			main_arg_set(o, opt,
+			    !opt->has_arg    ? NULL
+				: eq != NULL ? eq + 1
+					     : argv[++i]);
+			continue;
+		}
+		for (s++; *s != '\0'; s++) {
+			if ((opt = main_opt_find(NULL, 0, (unsigned char)*s)) ==
+			    NULL) {
+				fprintf(stderr, "%s: unknown option '-%c'\n",
+				    AGENT_NAME, *s);
+				return -1;
+			}
+			if (!opt->has_arg) {
+				main_arg_set(o, opt, NULL);
+				continue;
+			}
+			if (s[1] == '\0' && i + 1 == argc) {
+				fprintf(stderr,
+				    "%s: option '-%c' needs an argument\n",
+				    AGENT_NAME, *s);
+				return -1;
+			}
+			main_arg_set(o, opt, s[1] != '\0' ? s + 1 : argv[++i]);
+			break;
+		}
+	}
+	if (i < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", AGENT_NAME,
+		    argv[i]);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -148,51 +289,31 @@ main(int argc, char **argv)
 	struct sigaction sa;
 	struct proto_limits lim = { PROTO_MAX_SIZE, PROTO_MAX_DEPTH };
 	ev_signal sigterm_w, sigint_w, sighup_w;
-	const char *method = NULL, *path = NULL;
+	struct main_args o = { .conf_file = DEFAULT_CONF };
+	const char *method, *path;
 	enum channel_method m;
-	int ch, check = 0, thaw = 0, r;
+	int check, thaw, r;
 
 	memset(a, 0, sizeof *a);
-	a->conf_file = DEFAULT_CONF;
-	while (
-	    (ch = getopt_long(argc, argv, "c:m:p:vVh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c':
-			a->conf_file = optarg;
-			a->conf_required = 1;
-			break;
-		case 'm':
-			method = optarg;
-			break;
-		case 'p':
-			path = optarg;
-			break;
-		case 'v':
-			a->verbose = 1;
-			break;
-		case 'V':
-			printf("%s %s\n", AGENT_NAME, PACKAGE_VERSION);
-			return 0;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case OPT_CHECK:
-			check = 1;
-			break;
-		case OPT_THAW:
-			thaw = 1;
-			break;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "%s: unexpected argument '%s'\n", AGENT_NAME,
-		    argv[optind]);
+	if (main_args(argc, argv, &o) < 0) {
 		usage(stderr);
 		return 2;
 	}
+	if (o.help) {
+		usage(stdout);
+		return 0;
+	}
+	if (o.version) {
+		printf("%s %s\n", AGENT_NAME, PACKAGE_VERSION);
+		return 0;
+	}
+	a->conf_file = o.conf_file;
+	a->conf_required = o.conf_required;
+	a->verbose = o.verbose;
+	method = o.method;
+	path = o.path;
+	check = o.check;
+	thaw = o.thaw;
 
 	/* Before any descriptor exists: a write to a gone peer is EPIPE. */
 	memset(&sa, 0, sizeof sa);
