@@ -332,10 +332,8 @@ int worker_call(struct ev_loop *, enum worker_op, int fd, worker_done_fn *,
     void *arg, struct worker **);
 /* Forget w's call and kill it (a call not yet in its ioctl does nothing). */
 void worker_cancel(struct worker *);
-pid_t worker_pid(const struct worker *);
 /* Idle workers exit now; busy ones when their call is done. */
 void worker_close_idle(void);
-void worker_check_idle(void);
 size_t worker_count(void);
 void worker_set_idle(double secs);
 

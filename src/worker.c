@@ -76,6 +76,7 @@ static int worker_read(struct worker *);
 static void worker_io_cb(struct ev_loop *, ev_io *, int);
 static void worker_child_cb(struct ev_loop *, ev_child *, int);
 static void worker_idle_cb(struct ev_loop *, ev_timer *, int);
+static void worker_check_idle(void);
 
 static void
 worker_msg_init(struct worker_msg *m)
@@ -278,7 +279,7 @@ worker_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* No call in flight: (re)start the idle timer; else stop it. */
-void
+static void
 worker_check_idle(void)
 {
 	struct worker *w;
@@ -366,12 +367,6 @@ worker_cancel(struct worker *w)
 	worker_check_idle();
 }
 
-pid_t
-worker_pid(const struct worker *w)
-{
-	return w->pid;
-}
-
 /*
  * Close the idle workers' sockets: each exits at EOF and libev reaps it.
  * Busy ones finish their call first.
@@ -398,8 +393,10 @@ worker_count(void)
 	return pool.n;
 }
 
+/* For the tests: how long an idle pool is kept, from now on. */
 void
 worker_set_idle(double secs)
 {
 	pool.idle = secs;
+	worker_check_idle();
 }

@@ -895,7 +895,6 @@ test_pool(void)
 	freeze_plan_free(plan);
 
 	worker_set_idle(0.2);
-	worker_check_idle();
 	loop_for(0.6);
 	is_int(0, (long long)worker_count(), "pool: idle workers exit");
 	nagain = guard_pids(again, nitems(again));
