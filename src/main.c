@@ -76,6 +76,14 @@ usage(FILE *fp)
 	    AGENT_NAME, AGENT_NAME, AGENT_NAME, DEFAULT_CONF);
 }
 
+/* The channel's path: the configured one, or the method's default. */
+static const char *
+main_path(const struct agent *a)
+{
+	return a->conf->path != NULL ? a->conf->path
+				     : conf_default_path(a->conf->method);
+}
+
 static void
 main_arg_set(struct main_args *o, const struct main_opt *opt, const char *v)
 {
@@ -290,9 +298,8 @@ main(int argc, char **argv)
 	struct proto_limits lim = { PROTO_MAX_SIZE, PROTO_MAX_DEPTH };
 	ev_signal sigterm_w, sigint_w, sighup_w;
 	struct main_args o = { .conf_file = DEFAULT_CONF };
-	const char *method, *path;
 	enum channel_method m;
-	int check, thaw, r;
+	int r;
 
 	memset(a, 0, sizeof *a);
 	if (main_args(argc, argv, &o) < 0) {
@@ -310,25 +317,21 @@ main(int argc, char **argv)
 	a->conf_file = o.conf_file;
 	a->conf_required = o.conf_required;
 	a->verbose = o.verbose;
-	method = o.method;
-	path = o.path;
-	check = o.check;
-	thaw = o.thaw;
 
 	/* Before any descriptor exists: a write to a gone peer is EPIPE. */
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_IGN;
 	(void)sigaction(SIGPIPE, &sa, NULL);
 
-	log_init(LOG_TO_STDERR | ((check || thaw) ? 0 : LOG_TO_SYSLOG),
+	log_init(LOG_TO_STDERR | ((o.check || o.thaw) ? 0 : LOG_TO_SYSLOG),
 	    LOG_DAEMON, a->verbose ? LOG_DEBUG : LOG_INFO);
 	if (conf_load(a->conf_file, a->conf_required, &a->conf) < 0)
 		return 2;
-	if (method != NULL) {
-		if (conf_method_parse(method, &m) < 0) {
+	if (o.method != NULL) {
+		if (conf_method_parse(o.method, &m) < 0) {
 			log_errx("unknown method '%s' (virtio-serial, "
 				 "isa-serial, unix-listen, vsock-listen)",
-			    method);
+			    o.method);
 			conf_free(a->conf);
 			return 2;
 		}
@@ -338,18 +341,18 @@ main(int argc, char **argv)
 		}
 		a->conf->method = m;
 	}
-	if (path != NULL) {
+	if (o.path != NULL) {
 		free(a->conf->path);
-		a->conf->path = xstrdup(path);
+		a->conf->path = xstrdup(o.path);
 	}
 	log_set_facility(a->conf->facility);
 	log_set_level(a->verbose ? LOG_DEBUG : a->conf->level);
-	if (check) {
+	if (o.check) {
 		r = fsm_check(a->conf);
 		conf_free(a->conf);
 		return r;
 	}
-	if (thaw) {
+	if (o.thaw) {
 		r = fsm_thaw_offline(a->conf);
 		conf_free(a->conf);
 		return r;
@@ -359,9 +362,7 @@ main(int argc, char **argv)
 	log_start(a->loop);
 	fsm_init(a);
 	a->proto = proto_new(&lim, main_msg_cb, a);
-	a->ch = channel_new(a->loop, a->conf->method,
-	    a->conf->path != NULL ? a->conf->path
-				  : conf_default_path(a->conf->method),
+	a->ch = channel_new(a->loop, a->conf->method, main_path(a),
 	    main_data_cb, main_reset_cb, a);
 	channel_set_drain_cb(a->ch, main_drain_cb);
 	channel_set_busy_cb(a->ch, main_busy_cb);
@@ -379,9 +380,7 @@ main(int argc, char **argv)
 
 	if ((r = channel_open(a->ch)) < 0) {
 		log_errx("cannot open %s channel '%s': %s",
-		    conf_method_name(a->conf->method),
-		    a->conf->path != NULL ? a->conf->path
-					  : conf_default_path(a->conf->method),
+		    conf_method_name(a->conf->method), main_path(a),
 		    strerror(-r));
 		/*
 		 * Never exit frozen: thaw what we adopted first. (ev_run()
@@ -403,8 +402,7 @@ main(int argc, char **argv)
 			    LOG_TO_SYSLOG, a->conf->facility, a->conf->level);
 		log_info("%s %s: serving on %s '%s'", AGENT_NAME,
 		    PACKAGE_VERSION, conf_method_name(a->conf->method),
-		    a->conf->path != NULL ? a->conf->path
-					  : conf_default_path(a->conf->method));
+		    main_path(a));
 		ev_run(a->loop, 0);
 		log_info("exiting");
 		r = 0;
