@@ -286,12 +286,10 @@ worker_check_idle(void)
 
 	if (pool.loop == NULL)
 		return;
-	for (w = pool.all; w != NULL; w = w->next)
-		if (w->done != NULL) {
-			ev_timer_stop(pool.loop, &pool.idle_w);
-			return;
-		}
 	ev_timer_stop(pool.loop, &pool.idle_w);
+	for (w = pool.all; w != NULL; w = w->next)
+		if (w->done != NULL)
+			return;
 	if (pool.all != NULL) {
 		ev_timer_set(&pool.idle_w, pool.idle, 0.);
 		ev_timer_start(pool.loop, &pool.idle_w);
