@@ -176,6 +176,8 @@ void conf_print(const struct conf *, struct buf *);
 /* Appends a copy; v stays NULL-terminated. */
 void strlist_add(struct strlist *, const char *);
 void strlist_clear(struct strlist *);
+/* s is in l (l may be NULL). */
+int strlist_has(const struct strlist *, const char *);
 
 /* json.c */
 /*

@@ -208,12 +208,12 @@ strlist_clear(struct strlist *l)
 	l->n = 0;
 }
 
-static int
+int
 strlist_has(const struct strlist *l, const char *s)
 {
 	size_t i;
 
-	for (i = 0; i < l->n; i++) {
+	for (i = 0; l != NULL && i < l->n; i++) {
 		if (strcmp(l->v[i], s) == 0)
 			return 1;
 	}

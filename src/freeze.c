@@ -110,8 +110,6 @@ static const char *const freeze_net_types[] = {
 };
 /* clang-format on */
 
-static void freeze_strlist_add(struct strlist *, const char *);
-static int freeze_strlist_has(const struct strlist *, const char *);
 static const char *freeze_strlist_match(const struct strlist *, const char *);
 static char *freeze_policy_skip(
     const struct mount *, const struct freeze_policy *, struct freeze_cand *);
@@ -142,24 +140,6 @@ target_state_name(enum target_state st)
 	if ((unsigned int)st >= TARGET_STATE_MAX)
 		return "unknown";
 	return target_state_names[st];
-}
-
-static void
-freeze_strlist_add(struct strlist *sl, const char *s)
-{
-	sl->v = xreallocarray(sl->v, sl->n + 1, sizeof *sl->v);
-	sl->v[sl->n++] = xstrdup(s);
-}
-
-static int
-freeze_strlist_has(const struct strlist *sl, const char *s)
-{
-	size_t i;
-
-	for (i = 0; sl != NULL && i < sl->n; i++)
-		if (strcmp(sl->v[i], s) == 0)
-			return 1;
-	return 0;
 }
 
 /* The first glob of sl that matches s, or NULL. */
@@ -462,7 +442,7 @@ freeze_plan_build(const struct mount_table *mt, const struct freeze_policy *pol,
 	for (i = 0; i < mt->n; i++) {
 		m = &mt->v[i];
 		c[i].listed =
-		    !pol->has_list || freeze_strlist_has(pol->list, m->point);
+		    !pol->has_list || strlist_has(pol->list, m->point);
 		c[i].reason = freeze_policy_skip(m, pol, &c[i]);
 		c[i].ok = c[i].reason == NULL;
 	}
@@ -499,10 +479,8 @@ freeze_plan_build(const struct mount_table *mt, const struct freeze_policy *pol,
 				matched = strcmp(mt->v[i].point,
 					      pol->list->v[k]) == 0;
 			if (!matched &&
-			    !freeze_strlist_has(
-				&plan->unmatched, pol->list->v[k]))
-				freeze_strlist_add(
-				    &plan->unmatched, pol->list->v[k]);
+			    !strlist_has(&plan->unmatched, pol->list->v[k]))
+				strlist_add(&plan->unmatched, pol->list->v[k]);
 		}
 	}
 

@@ -17,24 +17,6 @@ static const char *srcdir;
 static char sysdir[] = "/tmp/t4010.XXXXXX";
 static int nstat_nonbtrfs;
 
-static void
-strlist_add_local(struct strlist *sl, const char *s)
-{
-	freeze_strlist_add(sl, s);
-}
-
-static void
-strlist_free_local(struct strlist *sl)
-{
-	size_t i;
-
-	for (i = 0; i < sl->n; i++)
-		free(sl->v[i]);
-	free(sl->v);
-	sl->v = NULL;
-	sl->n = 0;
-}
-
 /* The block devices the fixtures' btrfs sources name. */
 static int
 fake_stat_source(const char *source, dev_t *rdev)
@@ -290,10 +272,10 @@ test_policy(void)
 		mt.v[6] = tmp;
 	}
 
-	strlist_add_local(&exc, "/var/lib/*");
-	strlist_add_local(&exc, "/snap");
-	strlist_add_local(&exct, "xfs");
-	strlist_add_local(&exct, "ext2");
+	strlist_add(&exc, "/var/lib/*");
+	strlist_add(&exc, "/snap");
+	strlist_add(&exct, "xfs");
+	strlist_add(&exct, "ext2");
 	pol.exclude = &exc;
 	pol.exclude_type = &exct;
 	r = freeze_plan_build(&mt, &pol, &plan);
@@ -316,8 +298,8 @@ test_policy(void)
 	freeze_plan_free(plan);
 
 	pol.exclude = pol.exclude_type = NULL;
-	strlist_add_local(&inc, "/mnt/*");
-	strlist_add_local(&inc, "/boot");
+	strlist_add(&inc, "/mnt/*");
+	strlist_add(&inc, "/boot");
 	pol.include = &inc;
 	r = freeze_plan_build(&mt, &pol, &plan);
 	is_int(0, r, "plan with include");
@@ -332,9 +314,9 @@ test_policy(void)
 	    "included, then the type decides");
 	is_str("read-only", skip_reason(plan, "/mnt/ro"), "included but ro");
 	freeze_plan_free(plan);
-	strlist_free_local(&inc);
-	strlist_free_local(&exc);
-	strlist_free_local(&exct);
+	strlist_clear(&inc);
+	strlist_clear(&exc);
+	strlist_clear(&exct);
 	mounts_free(&mt);
 }
 
@@ -348,15 +330,15 @@ test_list(void)
 	int r;
 
 	load("basic.txt", &mt);
-	strlist_add_local(&list, "/mnt/with space");
-	strlist_add_local(&list, "/var/data");
-	strlist_add_local(&list, "/var/data");
-	strlist_add_local(&list, "/nonexistent");
-	strlist_add_local(&list, "/mnt/with\\040space");
-	strlist_add_local(&list, "/proc");
-	strlist_add_local(&list, "/snap");
-	strlist_add_local(&list, "/nonexistent");
-	strlist_add_local(&list, "/srv/");
+	strlist_add(&list, "/mnt/with space");
+	strlist_add(&list, "/var/data");
+	strlist_add(&list, "/var/data");
+	strlist_add(&list, "/nonexistent");
+	strlist_add(&list, "/mnt/with\\040space");
+	strlist_add(&list, "/proc");
+	strlist_add(&list, "/snap");
+	strlist_add(&list, "/nonexistent");
+	strlist_add(&list, "/srv/");
 	pol.list = &list;
 	pol.has_list = 1;
 	r = freeze_plan_build(&mt, &pol, &plan);
@@ -379,7 +361,7 @@ test_list(void)
 		skip(3, "wrong count");
 	freeze_plan_free(plan);
 
-	strlist_free_local(&list);
+	strlist_clear(&list);
 	r = freeze_plan_build(&mt, &pol, &plan);
 	is_int(0, r, "plan from []");
 	ok(plan->n == 0 && plan->nskip == 0 && plan->unmatched.n == 0 &&
@@ -391,17 +373,17 @@ test_list(void)
 	{
 		struct strlist exc = { 0 };
 
-		strlist_add_local(&list, "/srv");
-		strlist_add_local(&list, "/boot");
-		strlist_add_local(&exc, "/boot");
+		strlist_add(&list, "/srv");
+		strlist_add(&list, "/boot");
+		strlist_add(&exc, "/boot");
 		pol.exclude = &exc;
 		r = freeze_plan_build(&mt, &pol, &plan);
 		is_order(plan, "/srv:0", "listed and excluded: excluded");
 		is_str("excluded by [freeze] exclude '/boot'",
 		    skip_reason(plan, "/boot"), "with the reason");
 		freeze_plan_free(plan);
-		strlist_free_local(&exc);
-		strlist_free_local(&list);
+		strlist_clear(&exc);
+		strlist_clear(&list);
 	}
 	mounts_free(&mt);
 }
@@ -492,7 +474,7 @@ test_waves(void)
 		bail("symlink %s: %s", path, strerror(errno));
 
 	load("loops.txt", &mt);
-	strlist_add_local(&exc, "/mnt/e");
+	strlist_add(&exc, "/mnt/e");
 	pol.exclude = &exc;
 	r = freeze_plan_build(&mt, &pol, &plan);
 	is_int(0, r, "plan of stacked loop filesystems");
@@ -514,7 +496,7 @@ test_waves(void)
 	    "x before e before srv");
 	freeze_plan_free(plan);
 	mounts_free(&mt);
-	strlist_free_local(&exc);
+	strlist_clear(&exc);
 
 	/* Nothing on sysfs: one wave. */
 	freeze_ops.sysfs_root = "/nonexistent";

@@ -443,31 +443,12 @@ dirty(const struct tmnt *m, const char *name, size_t mib)
 static struct strlist inc, exc, exct, list;
 
 static void
-sl_add(struct strlist *sl, const char *s)
-{
-	sl->v = xreallocarray(sl->v, sl->n + 1, sizeof *sl->v);
-	sl->v[sl->n++] = xstrdup(s);
-}
-
-static void
-sl_clear(struct strlist *sl)
-{
-	size_t i;
-
-	for (i = 0; i < sl->n; i++)
-		free(sl->v[i]);
-	free(sl->v);
-	sl->v = NULL;
-	sl->n = 0;
-}
-
-static void
 policy_reset(void)
 {
-	sl_clear(&inc);
-	sl_clear(&exc);
-	sl_clear(&exct);
-	sl_clear(&list);
+	strlist_clear(&inc);
+	strlist_clear(&exc);
+	strlist_clear(&exct);
+	strlist_clear(&list);
 }
 
 static int
@@ -693,11 +674,11 @@ test_cycle(void)
 	long last_sync = -1, first_fz;
 	int workers = 1;
 
-	sl_add(&inc, e1->path);
-	sl_add(&inc, e1b->path);
-	sl_add(&inc, x1->path);
-	sl_add(&inc, b1->path);
-	sl_add(&inc, b1s->path);
+	strlist_add(&inc, e1->path);
+	strlist_add(&inc, e1b->path);
+	strlist_add(&inc, x1->path);
+	strlist_add(&inc, b1->path);
+	strlist_add(&inc, b1s->path);
 	plan = plan_make(0);
 	is_int(3, (long long)plan->n, "ext4+bind, xfs, btrfs+subvolume: 3");
 	ok(target(plan, e1) != NULL && target(plan, x1) != NULL &&
@@ -854,8 +835,8 @@ test_pool(void)
 	int sub = 1, clean = 1, gone = 1;
 
 	worker_close_idle();
-	sl_add(&inc, e1->path);
-	sl_add(&inc, x1->path);
+	strlist_add(&inc, e1->path);
+	strlist_add(&inc, x1->path);
 	plan = plan_make(0);
 	guard_reset();
 	ok(freeze_run(plan, &res) == 0 && res.r == 0 && freeze_count(plan) == 2,
@@ -911,8 +892,8 @@ test_foreign(void)
 	struct freeze_plan *plan;
 	struct result res;
 
-	sl_add(&inc, e1->path);
-	sl_add(&inc, x1->path);
+	strlist_add(&inc, e1->path);
+	strlist_add(&inc, x1->path);
 	plan = plan_make(0);
 	if (ioctl(e1->fd, FIFREEZE, 0) == -1)
 		bail("FIFREEZE %s: %s", e1->path, strerror(errno));
@@ -972,7 +953,7 @@ test_overmount(void)
 		bail("tmpfs over %s: %s", e2->path, strerror(errno));
 	(void)track(e2->path, 0);
 
-	sl_add(&inc, e2->path);
+	strlist_add(&inc, e2->path);
 	plan = plan_make(0);
 	is_int(1, (long long)plan->n, "over-mounted: one target");
 	ok(plan->n == 1 && plan->t[0].state == TARGET_UNOPENED &&
@@ -992,7 +973,7 @@ test_overmount(void)
 	freeze_plan_free(plan);
 
 	/* With its bind mount included, it is reached through that. */
-	sl_add(&inc, e2b->path);
+	strlist_add(&inc, e2b->path);
 	plan = plan_make(0);
 	ok(plan->n == 1 && plan->t[0].fd >= 0 &&
 		strcmp(plan->t[0].point, e2b->path) == 0,
@@ -1009,8 +990,8 @@ test_overmount(void)
 	policy_reset();
 
 	/* A freeze-list naming the covered point: the unlisted bind works. */
-	sl_add(&inc, sub("*"));
-	sl_add(&list, e2->path);
+	strlist_add(&inc, sub("*"));
+	strlist_add(&list, e2->path);
 	plan = plan_make(1);
 	ok(plan->n == 1 && plan->t[0].fd >= 0 &&
 		strcmp(plan->t[0].point, e2b->path) == 0,
@@ -1030,9 +1011,9 @@ test_exclude(void)
 	size_t i, nfrozen;
 	int bad = 0;
 
-	sl_add(&inc, sub("*"));
-	sl_add(&exc, x1->path);
-	sl_add(&exct, "btrfs");
+	strlist_add(&inc, sub("*"));
+	strlist_add(&exc, x1->path);
+	strlist_add(&exct, "btrfs");
 	plan = plan_make(0);
 	ok(target(plan, x1) == NULL, "exclude: xfs not a target");
 	ok(target(plan, b1) == NULL && target(plan, b1s) == NULL,
@@ -1074,8 +1055,8 @@ test_nested(void)
 
 	nb = loopfs("nb", "ext4", "256M", dir, 1);
 	na = loopfs("na", "ext4", "64M", nb->path, 1);
-	sl_add(&inc, na->path);
-	sl_add(&inc, nb->path);
+	strlist_add(&inc, na->path);
+	strlist_add(&inc, nb->path);
 	plan = plan_make(0);
 	ta = target(plan, na);
 	tb = target(plan, nb);
@@ -1118,9 +1099,9 @@ test_nested(void)
 			if (&mnts[i] != bad && mnts[i].dev != 0)
 				allow_dev(mnts[i].dev);
 	}
-	sl_add(&inc, na->path);
-	sl_add(&inc, nb->path);
-	sl_add(&inc, bad->path);
+	strlist_add(&inc, na->path);
+	strlist_add(&inc, nb->path);
+	strlist_add(&inc, bad->path);
 	plan = plan_make(0);
 	freeze_run(plan, &res);
 	is_int(-EPERM, res.r, "a FIFREEZE error: done(-EPERM)");
@@ -1160,7 +1141,7 @@ test_squashfs(void)
 	mkdir_or_bail(mnt);
 	RUN("mount", "-o", "loop,ro", "-t", "squashfs", img, mnt);
 	sq = track(mnt, 1);
-	sl_add(&inc, sq->path);
+	strlist_add(&inc, sq->path);
 	plan = plan_make(0);
 	ok(plan->n == 0 && skip_reason(plan, sq->path) != NULL &&
 		strcmp(skip_reason(plan, sq->path), "read-only") == 0,
